@@ -1,0 +1,18 @@
+//! nodedev-helper: vfio_ap crypto passthrough on IBM Z KVM hosts.
+//!
+//! - [`callout`]: the mdevctl callout that validates `vfio_ap-passthrough` devices
+//!   (replaces s390-tools' `ap-check`);
+//! - [`ap`]: AP bus masks, persistent udev rule, crypto inventory (replaces `chzdev/lszdev -t ap`);
+//! - [`passthrough`]: one-command crypto passthrough to a guest;
+//! - [`hook`]: the libvirt qemu hook for guests with vfio-ap hostdevs.
+//!
+//! Shared domain modules: [`root`] (one host root for every path), [`apmask`] (masks and
+//! APQNs), [`sysfs`] (attribute and atomic file I/O).
+
+pub mod ap;
+pub mod apmask;
+pub mod callout;
+pub mod hook;
+pub mod passthrough;
+pub mod root;
+pub mod sysfs;

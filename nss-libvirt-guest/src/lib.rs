@@ -1,0 +1,1 @@
+//! NSS module for libvirt guests (work in progress, see issue 2).
