@@ -12,7 +12,10 @@
 pub mod ap;
 pub mod apmask;
 pub mod callout;
+pub mod chzdev;
 pub mod hook;
+pub mod inventory;
 pub mod passthrough;
 pub mod root;
 pub mod sysfs;
+pub mod udev_rule;
