@@ -20,3 +20,20 @@ rig-down:
 
 rig-status:
 	$(E2E_RIG) status
+
+# ------------------------------------------------------------------ end-to-end tests, demo
+DEMO_TARGETS += demo-nss
+# the diagnostic CLI of nss-libvirt-guest, shown by the demo when it is built
+E2E_NSS_CLI ?= $(RELEASE_DIR)/nss-libvirt-guest
+DEMO_KEEP   ?= 0
+
+.PHONY: check-e2e demo-nss
+
+# our module against a real libvirtd: getent, reverse lookups, agreement with Debian's
+# module, ssh by name, domain lifecycle, released and expired leases (~2 min: the expired
+# lease is a 2-minute one, dnsmasq's minimum). E2E_NSS=debian runs it against Debian's.
+check-e2e: release
+	RIG_NSS_SO=$(E2E_NSS_SO) $(E2E_DIR)/nss-e2e.sh
+
+demo-nss:
+	RIG_NSS_SO=$(E2E_NSS_SO) NSS_CLI=$(E2E_NSS_CLI) DEMO_KEEP=$(DEMO_KEEP) $(E2E_DIR)/demo-nss.sh
