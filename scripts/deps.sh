@@ -12,7 +12,7 @@ declare -A APT=(
   [e2e]="libvirt-daemon libvirt-clients libvirt-daemon-driver-lxc libvirt-daemon-driver-qemu dnsmasq-base iptables busybox iproute2 util-linux isc-dhcp-client openssh-server openssh-client libnss-libvirt"
   [ap]="mdevctl udev fuse3 kmod"
   [storage]="parted util-linux"
-  [packaging]="rpm rpmlint lintian debhelper dpkg-dev debootstrap qemu-user-static fakeroot"
+  [packaging]="rpm rpmlint lintian debhelper dpkg-dev debootstrap qemu-user-static fakeroot patchelf man-db"
   [s390x]="gcc-s390x-linux-gnu libc6-dev-s390x-cross qemu-user-static"
   [bench]="hyperfine libnss-libvirt"
 )
