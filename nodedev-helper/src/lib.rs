@@ -7,7 +7,8 @@
 //! - [`hook`]: the libvirt qemu hook for guests with vfio-ap hostdevs.
 //!
 //! Shared domain modules: [`root`] (one host root for every path), [`apmask`] (masks and
-//! APQNs), [`sysfs`] (attribute and atomic file I/O).
+//! APQNs), [`sysfs`] (attribute and atomic file I/O), [`lock`] (the s390-tools AP configuration
+//! lock), [`mdev`] (mdevctl device JSON, active and defined vfio_ap mdevs).
 
 pub mod ap;
 pub mod apmask;
@@ -15,6 +16,8 @@ pub mod callout;
 pub mod chzdev;
 pub mod hook;
 pub mod inventory;
+pub mod lock;
+pub mod mdev;
 pub mod passthrough;
 pub mod root;
 pub mod sysfs;
