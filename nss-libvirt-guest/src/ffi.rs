@@ -1,0 +1,578 @@
+//! The C boundary: every `_nss_libvirt_*` / `_nss_libvirt_guest_*` entry point and all
+//! `unsafe` of the module.
+//!
+//! Like systemd's NSS modules: each entry point converts its arguments, calls the safe
+//! [`crate::lookup`], computes the size of the answer, fails with `ERANGE` +
+//! `NETDB_INTERNAL` before writing anything when the caller's buffer is too small (glibc
+//! then retries with a larger one; libvirt's module returns ENOMEM here, which makes
+//! getaddrinfo fail for names with many addresses), fills the buffer, and maps the outcome
+//! to (status, `*errnop`, `*h_errnop`) as in the spec's table. A panic is caught and
+//! reported as UNAVAIL; `errno` is restored before `*errnop` is written (glibc passes
+//! `&errno` as `errnop`), so it is unchanged on success.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::mem::{align_of, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::ptr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent, socklen_t};
+
+use crate::lookup::{self, Answer, DEFAULT_LEASE_DIR, Family, Service};
+
+/// `enum nss_status` (glibc `<nss.h>`).
+pub const NSS_STATUS_TRYAGAIN: c_int = -2;
+pub const NSS_STATUS_UNAVAIL: c_int = -1;
+pub const NSS_STATUS_NOTFOUND: c_int = 0;
+pub const NSS_STATUS_SUCCESS: c_int = 1;
+
+/// `h_errno` values (glibc `<netdb.h>`).
+pub const NETDB_INTERNAL: c_int = -1;
+pub const NETDB_SUCCESS: c_int = 0;
+pub const HOST_NOT_FOUND: c_int = 1;
+pub const NO_RECOVERY: c_int = 3;
+pub const NO_DATA: c_int = 4;
+
+/// glibc's `struct gaih_addrtuple` (`<nss.h>`), the result of `gethostbyname4_r`.
+#[repr(C)]
+pub struct GaihAddrtuple {
+    pub next: *mut GaihAddrtuple,
+    pub name: *mut c_char,
+    pub family: c_int,
+    /// Address bytes in network order (4 or 16 used).
+    pub addr: [u32; 4],
+    pub scopeid: u32,
+}
+
+unsafe extern "C" {
+    // glibc; not in the libc crate for Linux. Returns NULL in setuid/setgid (AT_SECURE) processes.
+    fn secure_getenv(name: *const c_char) -> *mut c_char;
+}
+
+/// What an entry point ends with, before it is written to the caller's variables.
+enum Outcome {
+    Success,
+    NotFound,
+    NoData,
+    TooSmall,
+    Unavail(c_int),
+}
+
+fn lease_dir() -> PathBuf {
+    // SAFETY: the argument is a NUL-terminated literal; the result is NULL or a pointer into
+    // the environment, copied at once.
+    let p = unsafe { secure_getenv(c"LIBVIRT_NSS_LEASE_DIR".as_ptr()) };
+    if !p.is_null() {
+        // SAFETY: non-NULL results of secure_getenv are NUL-terminated strings.
+        let v = unsafe { CStr::from_ptr(p) };
+        if !v.is_empty() {
+            use std::os::unix::ffi::OsStrExt;
+            return PathBuf::from(std::ffi::OsStr::from_bytes(v.to_bytes()));
+        }
+    }
+    PathBuf::from(DEFAULT_LEASE_DIR)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn errno_of(e: &std::io::Error) -> c_int {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Run an entry point's body: catch panics, restore errno, then report the outcome.
+///
+/// # Safety
+/// `errnop` and `h_errnop` must be NULL or valid for writes.
+unsafe fn guard(errnop: *mut c_int, h_errnop: *mut c_int, body: impl FnOnce() -> Outcome) -> c_int {
+    // SAFETY: __errno_location always returns this thread's errno.
+    let saved = unsafe { *libc::__errno_location() };
+    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or(Outcome::Unavail(libc::EIO));
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+    let (status, errno, herrno) = match outcome {
+        Outcome::Success => (NSS_STATUS_SUCCESS, None, NETDB_SUCCESS),
+        Outcome::NotFound => (NSS_STATUS_NOTFOUND, Some(libc::ENOENT), HOST_NOT_FOUND),
+        Outcome::NoData => (NSS_STATUS_NOTFOUND, Some(libc::ENOENT), NO_DATA),
+        Outcome::TooSmall => (NSS_STATUS_TRYAGAIN, Some(libc::ERANGE), NETDB_INTERNAL),
+        Outcome::Unavail(e) => (NSS_STATUS_UNAVAIL, Some(e), NO_RECOVERY),
+    };
+    if let Some(e) = errno {
+        if !errnop.is_null() {
+            // SAFETY: caller guarantees errnop is valid when non-NULL.
+            unsafe { *errnop = e };
+        }
+    }
+    if !h_errnop.is_null() {
+        // SAFETY: caller guarantees h_errnop is valid when non-NULL.
+        unsafe { *h_errnop = herrno };
+    }
+    status
+}
+
+/// The query name, or None (no such name) if it is NULL or not UTF-8.
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string.
+unsafe fn name_of<'a>(name: *const c_char) -> Option<&'a str> {
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: caller guarantees a NUL-terminated string.
+    unsafe { CStr::from_ptr(name) }.to_str().ok()
+}
+
+const PTR: usize = size_of::<*mut c_char>();
+
+/// Bytes to skip from `buffer` so that pointers stored there are aligned.
+fn pad(buffer: *mut c_char) -> usize {
+    (align_of::<*mut c_char>() - (buffer as usize) % align_of::<*mut c_char>())
+        % align_of::<*mut c_char>()
+}
+
+fn octets(ip: &IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
+    match ip {
+        IpAddr::V4(a) => {
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        IpAddr::V6(a) => {
+            b.copy_from_slice(&a.octets());
+            (b, 16)
+        }
+    }
+}
+
+/// Size of a `hostent` answer: aliases (one NULL), address pointers (n + NULL), addresses,
+/// the name.
+fn hostent_size(buffer: *mut c_char, name: &str, n: usize, alen: usize) -> usize {
+    pad(buffer) + PTR * (1 + n + 1) + n * alen + name.len() + 1
+}
+
+/// Fill `result` and `buffer` with `name` and `addrs` (all of family `af`).
+///
+/// # Safety
+/// `result` valid for writes; `buffer` valid for `buflen` bytes; `buflen` at least
+/// [`hostent_size`]. Returns a pointer to the name copy inside `buffer`.
+unsafe fn fill_hostent(
+    result: *mut hostent,
+    buffer: *mut c_char,
+    buflen: usize,
+    name: &str,
+    addrs: &[IpAddr],
+    af: c_int,
+) -> *mut c_char {
+    let alen = if af == AF_INET6 { 16 } else { 4 };
+    let need = hostent_size(buffer, name, addrs.len(), alen);
+    assert!(need <= buflen);
+    // SAFETY (whole block): every offset below stays within `need` <= `buflen` bytes of
+    // `buffer`; pointer slots start at an aligned offset and are PTR-sized.
+    unsafe {
+        let base = buffer.add(pad(buffer));
+        let aliases = base as *mut *mut c_char;
+        *aliases = ptr::null_mut();
+        let list = aliases.add(1);
+        let addr_area = list.add(addrs.len() + 1) as *mut u8;
+        for (i, ip) in addrs.iter().enumerate() {
+            let (b, l) = octets(ip);
+            let dst = addr_area.add(i * alen);
+            ptr::copy_nonoverlapping(b.as_ptr(), dst, l);
+            *list.add(i) = dst as *mut c_char;
+        }
+        *list.add(addrs.len()) = ptr::null_mut();
+        let name_dst = addr_area.add(addrs.len() * alen) as *mut c_char;
+        ptr::copy_nonoverlapping(name.as_ptr() as *const c_char, name_dst, name.len());
+        *name_dst.add(name.len()) = 0;
+        debug_assert_eq!(
+            name_dst.add(name.len() + 1) as usize - buffer as usize,
+            need
+        );
+        (*result).h_name = name_dst;
+        (*result).h_aliases = aliases;
+        (*result).h_addrtype = af;
+        (*result).h_length = alen as c_int;
+        (*result).h_addr_list = list;
+        name_dst
+    }
+}
+
+fn service_family(af: c_int) -> Option<Family> {
+    match af {
+        // libvirt: AF_UNSPEC given to gethostbyname3_r means AF_INET.
+        AF_INET | AF_UNSPEC => Some(Family::V4),
+        AF_INET6 => Some(Family::V6),
+        _ => None,
+    }
+}
+
+/// `gethostbyname3_r` for `service`; `_r` and `2_r` call it.
+///
+/// # Safety
+/// glibc's contract for `_nss_*_gethostbyname3_r`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gethostbyname3(
+    service: Service,
+    name: *const c_char,
+    af: c_int,
+    result: *mut hostent,
+    buffer: *mut c_char,
+    buflen: usize,
+    errnop: *mut c_int,
+    h_errnop: *mut c_int,
+    ttlp: *mut i32,
+    canonp: *mut *mut c_char,
+) -> c_int {
+    let body = || {
+        let Some(family) = service_family(af) else {
+            return Outcome::Unavail(libc::EAFNOSUPPORT);
+        };
+        // SAFETY: glibc passes a NUL-terminated name.
+        let Some(q) = (unsafe { name_of(name) }) else {
+            return Outcome::NotFound;
+        };
+        let addrs = match lookup::lookup(&lease_dir(), q, service, family, now()) {
+            Ok(Answer::Found(a)) => a,
+            Ok(Answer::NoData) => return Outcome::NoData,
+            Ok(Answer::NotFound) => return Outcome::NotFound,
+            Err(e) => return Outcome::Unavail(errno_of(&e)),
+        };
+        let real_af = if family == Family::V6 {
+            AF_INET6
+        } else {
+            AF_INET
+        };
+        let alen = if real_af == AF_INET6 { 16 } else { 4 };
+        if buffer.is_null()
+            || result.is_null()
+            || buflen < hostent_size(buffer, q, addrs.len(), alen)
+        {
+            return Outcome::TooSmall;
+        }
+        // SAFETY: size checked above; result and buffer come from the caller.
+        let h_name = unsafe { fill_hostent(result, buffer, buflen, q, &addrs, real_af) };
+        if !ttlp.is_null() {
+            // SAFETY: non-NULL ttlp is valid per glibc's contract.
+            unsafe { *ttlp = 0 };
+        }
+        if !canonp.is_null() {
+            // SAFETY: non-NULL canonp is valid per glibc's contract.
+            unsafe { *canonp = h_name };
+        }
+        Outcome::Success
+    };
+    // SAFETY: errnop/h_errnop come from glibc.
+    unsafe { guard(errnop, h_errnop, body) }
+}
+
+/// `gethostbyname4_r` for `service`: both families, chained `gaih_addrtuple`s.
+///
+/// # Safety
+/// glibc's contract for `_nss_*_gethostbyname4_r`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gethostbyname4(
+    service: Service,
+    name: *const c_char,
+    pat: *mut *mut GaihAddrtuple,
+    buffer: *mut c_char,
+    buflen: usize,
+    errnop: *mut c_int,
+    h_errnop: *mut c_int,
+    ttlp: *mut i32,
+) -> c_int {
+    let body = || {
+        // SAFETY: glibc passes a NUL-terminated name.
+        let Some(q) = (unsafe { name_of(name) }) else {
+            return Outcome::NotFound;
+        };
+        let addrs = match lookup::lookup(&lease_dir(), q, service, Family::Any, now()) {
+            Ok(Answer::Found(a)) => a,
+            Ok(Answer::NoData) => return Outcome::NoData,
+            Ok(Answer::NotFound) => return Outcome::NotFound,
+            Err(e) => return Outcome::Unavail(errno_of(&e)),
+        };
+        let tsize = size_of::<GaihAddrtuple>();
+        let need = pad(buffer) + addrs.len() * tsize + q.len() + 1;
+        if buffer.is_null() || pat.is_null() || buflen < need {
+            return Outcome::TooSmall;
+        }
+        // SAFETY (whole block): `need` <= buflen; tuples start at an aligned offset and
+        // tuple size is a multiple of pointer alignment; the name follows the tuples.
+        unsafe {
+            let first = buffer.add(pad(buffer)) as *mut GaihAddrtuple;
+            let name_dst = (first as *mut u8).add(addrs.len() * tsize) as *mut c_char;
+            ptr::copy_nonoverlapping(q.as_ptr() as *const c_char, name_dst, q.len());
+            *name_dst.add(q.len()) = 0;
+            for (i, ip) in addrs.iter().enumerate() {
+                let t = first.add(i);
+                let (b, l) = octets(ip);
+                let mut addr = [0u32; 4];
+                ptr::copy_nonoverlapping(b.as_ptr(), addr.as_mut_ptr() as *mut u8, l);
+                t.write(GaihAddrtuple {
+                    next: if i + 1 < addrs.len() {
+                        first.add(i + 1)
+                    } else {
+                        ptr::null_mut()
+                    },
+                    name: name_dst,
+                    family: if ip.is_ipv6() { AF_INET6 } else { AF_INET },
+                    addr,
+                    scopeid: 0,
+                });
+            }
+            // glibc may pass a preallocated first record: copy into it, as systemd does.
+            if (*pat).is_null() {
+                *pat = first;
+            } else {
+                ptr::copy_nonoverlapping(first, *pat, 1);
+            }
+            if !ttlp.is_null() {
+                *ttlp = 0;
+            }
+        }
+        Outcome::Success
+    };
+    // SAFETY: errnop/h_errnop come from glibc.
+    unsafe { guard(errnop, h_errnop, body) }
+}
+
+/// `gethostbyaddr2_r` for `service`: the hostname (`libvirt`) or domain (`libvirt_guest`)
+/// of a leased address.
+///
+/// # Safety
+/// glibc's contract for `_nss_*_gethostbyaddr2_r`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gethostbyaddr2(
+    service: Service,
+    addr: *const c_void,
+    len: socklen_t,
+    af: c_int,
+    result: *mut hostent,
+    buffer: *mut c_char,
+    buflen: usize,
+    errnop: *mut c_int,
+    h_errnop: *mut c_int,
+    ttlp: *mut i32,
+) -> c_int {
+    let body = || {
+        if addr.is_null() {
+            return Outcome::Unavail(libc::EINVAL);
+        }
+        let ip = match (af, len) {
+            (AF_INET, 4) => {
+                let mut b = [0u8; 4];
+                // SAFETY: the caller passes `len` readable bytes at `addr`.
+                unsafe { ptr::copy_nonoverlapping(addr as *const u8, b.as_mut_ptr(), 4) };
+                IpAddr::V4(Ipv4Addr::from(b))
+            }
+            (AF_INET6, 16) => {
+                let mut b = [0u8; 16];
+                // SAFETY: the caller passes `len` readable bytes at `addr`.
+                unsafe { ptr::copy_nonoverlapping(addr as *const u8, b.as_mut_ptr(), 16) };
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+            (AF_INET | AF_INET6, _) => return Outcome::Unavail(libc::EINVAL),
+            _ => return Outcome::Unavail(libc::EAFNOSUPPORT),
+        };
+        let found = match lookup::reverse(&lease_dir(), ip, service, now()) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Outcome::NotFound,
+            Err(e) => return Outcome::Unavail(errno_of(&e)),
+        };
+        if buffer.is_null()
+            || result.is_null()
+            || buflen < hostent_size(buffer, &found, 1, len as usize)
+        {
+            return Outcome::TooSmall;
+        }
+        // SAFETY: size checked above.
+        unsafe { fill_hostent(result, buffer, buflen, &found, &[ip], af) };
+        if !ttlp.is_null() {
+            // SAFETY: non-NULL ttlp is valid per glibc's contract.
+            unsafe { *ttlp = 0 };
+        }
+        Outcome::Success
+    };
+    // SAFETY: errnop/h_errnop come from glibc.
+    unsafe { guard(errnop, h_errnop, body) }
+}
+
+/// Export the six entry points of one service under its prefix.
+macro_rules! service_entry_points {
+    ($svc:expr, $n:ident, $n2:ident, $n3:ident, $n4:ident, $a:ident, $a2:ident) => {
+        /// # Safety
+        /// glibc's NSS contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $n(
+            name: *const c_char,
+            result: *mut hostent,
+            buffer: *mut c_char,
+            buflen: usize,
+            errnop: *mut c_int,
+            h_errnop: *mut c_int,
+        ) -> c_int {
+            // SAFETY: same contract, forwarded.
+            unsafe {
+                gethostbyname3(
+                    $svc,
+                    name,
+                    AF_INET,
+                    result,
+                    buffer,
+                    buflen,
+                    errnop,
+                    h_errnop,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            }
+        }
+
+        /// # Safety
+        /// glibc's NSS contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $n2(
+            name: *const c_char,
+            af: c_int,
+            result: *mut hostent,
+            buffer: *mut c_char,
+            buflen: usize,
+            errnop: *mut c_int,
+            h_errnop: *mut c_int,
+        ) -> c_int {
+            // SAFETY: same contract, forwarded.
+            unsafe {
+                gethostbyname3(
+                    $svc,
+                    name,
+                    af,
+                    result,
+                    buffer,
+                    buflen,
+                    errnop,
+                    h_errnop,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            }
+        }
+
+        /// # Safety
+        /// glibc's NSS contract.
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $n3(
+            name: *const c_char,
+            af: c_int,
+            result: *mut hostent,
+            buffer: *mut c_char,
+            buflen: usize,
+            errnop: *mut c_int,
+            h_errnop: *mut c_int,
+            ttlp: *mut i32,
+            canonp: *mut *mut c_char,
+        ) -> c_int {
+            // SAFETY: same contract, forwarded.
+            unsafe {
+                gethostbyname3(
+                    $svc, name, af, result, buffer, buflen, errnop, h_errnop, ttlp, canonp,
+                )
+            }
+        }
+
+        /// # Safety
+        /// glibc's NSS contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $n4(
+            name: *const c_char,
+            pat: *mut *mut GaihAddrtuple,
+            buffer: *mut c_char,
+            buflen: usize,
+            errnop: *mut c_int,
+            h_errnop: *mut c_int,
+            ttlp: *mut i32,
+        ) -> c_int {
+            // SAFETY: same contract, forwarded.
+            unsafe { gethostbyname4($svc, name, pat, buffer, buflen, errnop, h_errnop, ttlp) }
+        }
+
+        /// # Safety
+        /// glibc's NSS contract.
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $a(
+            addr: *const c_void,
+            len: socklen_t,
+            af: c_int,
+            result: *mut hostent,
+            buffer: *mut c_char,
+            buflen: usize,
+            errnop: *mut c_int,
+            h_errnop: *mut c_int,
+        ) -> c_int {
+            // SAFETY: same contract, forwarded.
+            unsafe {
+                gethostbyaddr2(
+                    $svc,
+                    addr,
+                    len,
+                    af,
+                    result,
+                    buffer,
+                    buflen,
+                    errnop,
+                    h_errnop,
+                    ptr::null_mut(),
+                )
+            }
+        }
+
+        /// # Safety
+        /// glibc's NSS contract.
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $a2(
+            addr: *const c_void,
+            len: socklen_t,
+            af: c_int,
+            result: *mut hostent,
+            buffer: *mut c_char,
+            buflen: usize,
+            errnop: *mut c_int,
+            h_errnop: *mut c_int,
+            ttlp: *mut i32,
+        ) -> c_int {
+            // SAFETY: same contract, forwarded.
+            unsafe {
+                gethostbyaddr2(
+                    $svc, addr, len, af, result, buffer, buflen, errnop, h_errnop, ttlp,
+                )
+            }
+        }
+    };
+}
+
+service_entry_points!(
+    Service::Libvirt,
+    _nss_libvirt_gethostbyname_r,
+    _nss_libvirt_gethostbyname2_r,
+    _nss_libvirt_gethostbyname3_r,
+    _nss_libvirt_gethostbyname4_r,
+    _nss_libvirt_gethostbyaddr_r,
+    _nss_libvirt_gethostbyaddr2_r
+);
+service_entry_points!(
+    Service::Guest,
+    _nss_libvirt_guest_gethostbyname_r,
+    _nss_libvirt_guest_gethostbyname2_r,
+    _nss_libvirt_guest_gethostbyname3_r,
+    _nss_libvirt_guest_gethostbyname4_r,
+    _nss_libvirt_guest_gethostbyaddr_r,
+    _nss_libvirt_guest_gethostbyaddr2_r
+);

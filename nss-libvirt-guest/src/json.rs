@@ -1,0 +1,439 @@
+//! A small, bounded JSON scanner for the two files libvirt writes (`*.status`, `*.macs`).
+//!
+//! Why hand-written: the `.so` is loaded into sshd, sudo and systemd, so it carries no
+//! serde. The files are a top-level array of small objects; the scanner returns every
+//! element that parsed completely, plus the first syntax error with its byte offset, so a
+//! truncated or damaged file still yields its intact entries (libvirt's module fails every
+//! lookup instead). Nesting depth is capped so hostile input cannot exhaust the stack.
+
+/// Deepest nesting accepted inside one array element (libvirt writes depth 2).
+const MAX_DEPTH: usize = 32;
+
+/// One JSON value. Strings that are not valid UTF-8 keep the offset of their opening quote,
+/// so the entry holding them can be rejected (and explained) without failing the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// A number written as an integer that fits in `i64`.
+    Int(i64),
+    /// Any other number (fraction, exponent, out of `i64` range).
+    OtherNumber,
+    Str(Result<String, usize>),
+    Arr(Vec<Value>),
+    Obj(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The first value stored under `key` in an object.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// A syntax error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub offset: usize,
+    pub message: &'static str,
+}
+
+/// The elements of a top-level array, each with the byte offset where it starts.
+#[derive(Debug, Default)]
+pub struct Array {
+    pub elements: Vec<(usize, Value)>,
+    /// Set when the file is not a well-formed array; `elements` then holds the elements
+    /// that were complete before the error.
+    pub error: Option<SyntaxError>,
+}
+
+/// Scan `bytes` as a top-level JSON array. An empty or all-blank file is an empty array
+/// (libvirt creates `.status` with 0 bytes). A UTF-8 BOM and a trailing comma are
+/// tolerated, since hand-edited files have them and they are unambiguous.
+pub fn parse_array(bytes: &[u8]) -> Array {
+    let mut p = Parser { b: bytes, i: 0 };
+    let mut out = Array::default();
+    if p.b.starts_with(b"\xEF\xBB\xBF") {
+        p.i = 3;
+    }
+    p.ws();
+    if p.i == p.b.len() {
+        return out;
+    }
+    if p.peek() != Some(b'[') {
+        out.error = Some(p.err("expected '[' at the start of the file"));
+        return out;
+    }
+    p.i += 1;
+    loop {
+        p.ws();
+        match p.peek() {
+            Some(b']') => {
+                p.i += 1;
+                break;
+            }
+            None => {
+                out.error = Some(p.err("unexpected end of file inside the array"));
+                return out;
+            }
+            _ => {}
+        }
+        let start = p.i;
+        match p.value(1) {
+            Ok(v) => out.elements.push((start, v)),
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        }
+        p.ws();
+        match p.peek() {
+            Some(b',') => p.i += 1,
+            Some(b']') => {
+                p.i += 1;
+                break;
+            }
+            None => {
+                out.error = Some(p.err("unexpected end of file inside the array"));
+                return out;
+            }
+            _ => {
+                out.error = Some(p.err("expected ',' or ']' after an array element"));
+                return out;
+            }
+        }
+    }
+    p.ws();
+    if p.i != p.b.len() {
+        out.error = Some(p.err("unexpected data after the closing ']'"));
+    }
+    out
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn err(&self, message: &'static str) -> SyntaxError {
+        SyntaxError {
+            offset: self.i,
+            message,
+        }
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            None => Err(self.err("unexpected end of file, expected a value")),
+            Some(_) => Err(self.err("unexpected character, expected a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> Result<Value, SyntaxError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, SyntaxError> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let digits = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        if self.i == digits {
+            return Err(self.err("invalid number"));
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            integer = false;
+            self.i += 1;
+            let d = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == d {
+                return Err(self.err("invalid number"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            integer = false;
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            let d = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == d {
+                return Err(self.err("invalid number"));
+            }
+        }
+        if !integer {
+            return Ok(Value::OtherNumber);
+        }
+        // The slice holds only ASCII '-' and digits, so it is valid UTF-8.
+        let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("");
+        Ok(text.parse::<i64>().map_or(Value::OtherNumber, Value::Int))
+    }
+
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let c = self
+                .peek()
+                .ok_or_else(|| self.err("truncated \\u escape"))?;
+            let d = (c as char)
+                .to_digit(16)
+                .ok_or_else(|| self.err("invalid \\u escape"))?;
+            v = v * 16 + d;
+            self.i += 1;
+        }
+        Ok(v)
+    }
+
+    /// A string; `Err(offset)` inside the Ok when its bytes are not valid UTF-8.
+    fn string(&mut self) -> Result<Result<String, usize>, SyntaxError> {
+        let start = self.i;
+        self.i += 1; // opening quote
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let c = self
+                .peek()
+                .ok_or_else(|| self.err("unexpected end of file inside a string"))?;
+            self.i += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let e = self
+                        .peek()
+                        .ok_or_else(|| self.err("unexpected end of file inside a string"))?;
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push(b'"'),
+                        b'\\' => out.push(b'\\'),
+                        b'/' => out.push(b'/'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'u' => {
+                            let mut cp = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.b[self.i..].starts_with(b"\\u")
+                            {
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                                } else {
+                                    cp = 0xFFFD;
+                                }
+                            }
+                            let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => {
+                            self.i -= 1;
+                            return Err(self.err("invalid escape in a string"));
+                        }
+                    }
+                }
+                0..=0x1f => {
+                    self.i -= 1;
+                    return Err(self.err("control character inside a string"));
+                }
+                _ => out.push(c),
+            }
+        }
+        Ok(String::from_utf8(out).map_err(|_| start))
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        self.i += 1;
+        let mut items = Vec::new();
+        loop {
+            self.ws();
+            if self.peek() == Some(b']') {
+                self.i += 1;
+                return Ok(Value::Arr(items));
+            }
+            items.push(self.value(depth + 1)?);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {}
+                None => return Err(self.err("unexpected end of file inside an array")),
+                _ => return Err(self.err("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        self.i += 1;
+        let mut fields = Vec::new();
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Value::Obj(fields));
+                }
+                Some(b'"') => {}
+                None => return Err(self.err("unexpected end of file inside an object")),
+                _ => return Err(self.err("expected a key in an object")),
+            }
+            let key_at = self.i;
+            let key = self.string()?.map_err(|_| SyntaxError {
+                offset: key_at,
+                message: "object key is not valid UTF-8",
+            })?;
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err("expected ':' after an object key"));
+            }
+            self.i += 1;
+            self.ws();
+            let v = self.value(depth + 1)?;
+            fields.push((key, v));
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {}
+                None => return Err(self.err("unexpected end of file inside an object")),
+                _ => return Err(self.err("expected ',' or '}' in an object")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_blank_files_are_empty_arrays() {
+        for input in [&b""[..], b"  \n", b"[]", b"[\n\n]\n", b"\xEF\xBB\xBF[]"] {
+            let a = parse_array(input);
+            assert!(a.elements.is_empty(), "{input:?}");
+            assert_eq!(a.error, None, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn values_and_offsets() {
+        let a = parse_array(
+            br#"[ {"a": 1, "b": "x\u00e9\ud83d\ude00", "c": [true, null, -2.5e3]}, 7 ]"#,
+        );
+        assert_eq!(a.error, None);
+        assert_eq!(a.elements.len(), 2);
+        assert_eq!(a.elements[0].0, 2);
+        let o = &a.elements[0].1;
+        assert_eq!(o.get("a"), Some(&Value::Int(1)));
+        assert_eq!(o.get("b"), Some(&Value::Str(Ok("xé😀".into()))));
+        assert_eq!(
+            o.get("c"),
+            Some(&Value::Arr(vec![
+                Value::Bool(true),
+                Value::Null,
+                Value::OtherNumber
+            ]))
+        );
+        assert_eq!(a.elements[1].1, Value::Int(7));
+    }
+
+    #[test]
+    fn trailing_comma_is_tolerated() {
+        let a = parse_array(b"[1, 2,]");
+        assert_eq!(a.error, None);
+        assert_eq!(a.elements.len(), 2);
+    }
+
+    #[test]
+    fn truncated_file_keeps_complete_elements() {
+        let input = br#"[{"a": 1}, {"a": 2}, {"a": "#;
+        let a = parse_array(input);
+        assert_eq!(a.elements.len(), 2);
+        let e = a.error.unwrap();
+        assert_eq!(e.offset, input.len());
+    }
+
+    #[test]
+    fn invalid_utf8_string_is_a_value_not_a_syntax_error() {
+        let a = parse_array(b"[\"\xff\xfe\", \"ok\"]");
+        assert_eq!(a.error, None);
+        assert_eq!(a.elements[0].1, Value::Str(Err(1)));
+        assert_eq!(a.elements[1].1, Value::Str(Ok("ok".into())));
+    }
+
+    #[test]
+    fn syntax_errors_have_offsets() {
+        for (input, off) in [
+            (&b"{}"[..], 0),
+            (b"[1 2]", 3),
+            (b"[1] x", 4),
+            (b"[\"a\nb\"]", 3),
+            (b"[{\"a\" 1}]", 6),
+            (b"[01x]", 3),
+            (b"[tru]", 1),
+        ] {
+            let a = parse_array(input);
+            assert_eq!(
+                a.error.map(|e| e.offset),
+                Some(off),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflow() {
+        let mut s = String::from("[");
+        s.push_str(&"[".repeat(100_000));
+        let a = parse_array(s.as_bytes());
+        assert_eq!(a.error.unwrap().message, "nesting too deep");
+    }
+
+    #[test]
+    fn large_integers() {
+        let a = parse_array(b"[9223372036854775807, 9223372036854775808, -1]");
+        assert_eq!(
+            a.elements.iter().map(|e| e.1.clone()).collect::<Vec<_>>(),
+            vec![Value::Int(i64::MAX), Value::OtherNumber, Value::Int(-1)]
+        );
+    }
+}

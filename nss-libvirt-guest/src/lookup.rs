@@ -1,0 +1,776 @@
+//! The safe core: find a guest's addresses (or an address's name) in a lease directory.
+//!
+//! `lookup(dir, name, service, family, now)` implements libvirt's matching rules
+//! (spec/nss.md): hostname match for `libvirt`, domain -> MACs -> leases for
+//! `libvirt_guest`, live = expiry 0 or >= now, dedup by address, newest expiry first and
+//! never-expiring last. Parsed files are cached process-wide, keyed by (dev, inode, size,
+//! mtime) of each file: libvirt replaces files by rename, so a changed file always has a
+//! new key. A file whose mtime is within [`RACY_SECS`] of when it was read is re-read on the
+//! next lookup (timestamps are coarse, so an in-place rewrite in the same tick would keep
+//! its key). The cache is bounded and guarded by a mutex that is only ever `try_lock`ed: a
+//! thread that finds it busy (or a child forked while another thread held it) resolves
+//! without the cache instead of waiting.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::leases::{Lease, MacsFile, StatusFile};
+
+/// Where libvirt keeps `*.status` and `*.macs` (compiled into libvirt's module too).
+pub const DEFAULT_LEASE_DIR: &str = "/var/lib/libvirt/dnsmasq";
+/// Environment variable overriding the lease directory (read with `secure_getenv`).
+pub const LEASE_DIR_ENV: &str = "LIBVIRT_NSS_LEASE_DIR";
+/// Most bytes read from one file; a 10,000-lease `.status` is about 1.8 MB.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Cache bounds: source bytes held, files held, directories held.
+const MAX_CACHED_BYTES: u64 = 64 << 20;
+const MAX_CACHED_FILES: usize = 256;
+const MAX_CACHED_DIRS: usize = 8;
+/// Entries modified this recently when read are not trusted from the cache.
+pub const RACY_SECS: i64 = 2;
+
+/// Which NSS service is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `libnss_libvirt`: match the DHCP hostname.
+    Libvirt,
+    /// `libnss_libvirt_guest`: match the libvirt domain name.
+    Guest,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Libvirt => "libvirt",
+            Service::Guest => "libvirt_guest",
+        }
+    }
+}
+
+/// Which addresses the caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    /// Both (what `gethostbyname4_r` returns).
+    Any,
+}
+
+impl Family {
+    pub fn accepts(self, ip: &IpAddr) -> bool {
+        match self {
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
+            Family::Any => true,
+        }
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// At least one address of the wanted family, in answer order, no duplicates.
+    Found(Vec<IpAddr>),
+    /// The name has live addresses, none of the wanted family.
+    NoData,
+    NotFound,
+}
+
+/// Kind of lease-directory file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Status,
+    Macs,
+}
+
+impl Kind {
+    /// libvirt's naming: `<bridge>.status`, `<bridge>.macs`; everything else is ignored.
+    pub fn of(name: &std::ffi::OsStr) -> Option<Kind> {
+        let b = name.as_encoded_bytes();
+        if b.starts_with(b".") {
+            return None;
+        }
+        if b.len() > 7 && b.ends_with(b".status") {
+            Some(Kind::Status)
+        } else if b.len() > 5 && b.ends_with(b".macs") {
+            Some(Kind::Macs)
+        } else {
+            None
+        }
+    }
+}
+
+/// A file's parsed content, or why it could not be used.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Status(Arc<StatusFile>),
+    Macs(Arc<MacsFile>),
+    Unusable(String),
+}
+
+/// One file of the lease directory as a lookup saw it.
+#[derive(Debug, Clone)]
+pub struct FileView {
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub content: Content,
+}
+
+impl FileView {
+    /// The bridge the file belongs to (its name without the suffix).
+    pub fn bridge(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let suffix = match self.kind {
+            Kind::Status => ".status",
+            Kind::Macs => ".macs",
+        };
+        name.strip_suffix(suffix).unwrap_or(&name).to_owned()
+    }
+}
+
+/// Every relevant file of a lease directory, in file-name order.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub files: Vec<FileView>,
+    /// False when the directory does not exist (libvirt not installed: not an error).
+    pub dir_exists: bool,
+}
+
+impl Snapshot {
+    pub fn status_files(&self) -> impl Iterator<Item = (usize, &FileView, &StatusFile)> {
+        self.files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match &f.content {
+                Content::Status(s) => Some((i, f, &**s)),
+                _ => None,
+            })
+    }
+
+    pub fn macs_files(&self) -> impl Iterator<Item = (&FileView, &MacsFile)> {
+        self.files.iter().filter_map(|f| match &f.content {
+            Content::Macs(m) => Some((f, &**m)),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_ns: i64,
+}
+
+impl Key {
+    fn of(m: &fs::Metadata) -> Key {
+        Key {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_ns: m.mtime_nsec(),
+        }
+    }
+
+    /// Old enough that a later change must produce a different key.
+    fn settled(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        now - self.mtime > RACY_SECS
+    }
+}
+
+struct CachedDir {
+    path: PathBuf,
+    key: Key,
+    names: Vec<(OsString, Kind)>,
+}
+
+struct CachedFile {
+    path: PathBuf,
+    key: Key,
+    content: Content,
+}
+
+/// Parsed files and directory listings, bounded by [`MAX_CACHED_BYTES`] and friends.
+pub struct Cache {
+    dirs: Vec<CachedDir>,
+    files: Vec<CachedFile>,
+    bytes: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache::new()
+    }
+}
+
+impl Cache {
+    pub const fn new() -> Cache {
+        Cache {
+            dirs: Vec::new(),
+            files: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.dirs = Vec::new();
+        self.files = Vec::new();
+        self.bytes = 0;
+    }
+
+    fn listing(&mut self, dir: &Path, key: Key) -> io::Result<Vec<(OsString, Kind)>> {
+        if let Some(d) = self.dirs.iter().find(|d| d.path == dir) {
+            if d.key == key {
+                return Ok(d.names.clone());
+            }
+        }
+        let mut names = Vec::new();
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let name = e.file_name();
+            if let Some(kind) = Kind::of(&name) {
+                names.push((name, kind));
+            }
+        }
+        names.sort();
+        self.dirs.retain(|d| d.path != dir);
+        if key.settled() {
+            if self.dirs.len() >= MAX_CACHED_DIRS {
+                self.clear();
+            }
+            self.dirs.push(CachedDir {
+                path: dir.to_owned(),
+                key,
+                names: names.clone(),
+            });
+        }
+        Ok(names)
+    }
+
+    fn file(&mut self, path: PathBuf, kind: Kind) -> FileView {
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                return FileView {
+                    path,
+                    kind,
+                    content: Content::Unusable(format!("cannot read: {e}")),
+                };
+            }
+        };
+        if !meta.is_file() {
+            return FileView {
+                path,
+                kind,
+                content: Content::Unusable("not a regular file".into()),
+            };
+        }
+        let key = Key::of(&meta);
+        if let Some(f) = self.files.iter().find(|f| f.path == path) {
+            if f.key == key {
+                return FileView {
+                    content: f.content.clone(),
+                    path,
+                    kind,
+                };
+            }
+        }
+        let content = read_and_parse(&path, kind);
+        self.files.retain(|f| f.path != path);
+        self.bytes = self.files.iter().map(|f| f.key.size).sum();
+        if key.settled() && key.size <= MAX_FILE_BYTES {
+            if self.files.len() >= MAX_CACHED_FILES || self.bytes + key.size > MAX_CACHED_BYTES {
+                self.files = Vec::new();
+                self.bytes = 0;
+            }
+            self.bytes += key.size;
+            self.files.push(CachedFile {
+                path: path.clone(),
+                key,
+                content: content.clone(),
+            });
+        }
+        FileView {
+            path,
+            kind,
+            content,
+        }
+    }
+
+    /// The relevant files of `dir`; `.macs` files only when `want_macs`.
+    /// Errors: the directory exists but cannot be listed.
+    pub fn snapshot(&mut self, dir: &Path, want_macs: bool) -> io::Result<Snapshot> {
+        let meta = match fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                return Ok(Snapshot::default());
+            }
+            Err(e) => return Err(e),
+        };
+        if !meta.is_dir() {
+            return Ok(Snapshot::default());
+        }
+        let names = self.listing(dir, Key::of(&meta))?;
+        let mut files = Vec::with_capacity(names.len());
+        for (name, kind) in names {
+            if kind == Kind::Macs && !want_macs {
+                continue;
+            }
+            files.push(self.file(dir.join(name), kind));
+        }
+        Ok(Snapshot {
+            files,
+            dir_exists: true,
+        })
+    }
+}
+
+fn read_and_parse(path: &Path, kind: Kind) -> Content {
+    // std opens with O_CLOEXEC.
+    let mut bytes = Vec::new();
+    let read =
+        fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        return Content::Unusable(format!("cannot read: {e}"));
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Content::Unusable(format!("larger than {MAX_FILE_BYTES} bytes, ignored"));
+    }
+    match kind {
+        Kind::Status => Content::Status(Arc::new(StatusFile::parse(&bytes))),
+        Kind::Macs => Content::Macs(Arc::new(MacsFile::parse(&bytes))),
+    }
+}
+
+static CACHE: Mutex<Cache> = Mutex::new(Cache::new());
+
+/// Run `f` with the process-wide cache, or with a fresh one if it is busy.
+fn with_cache<T>(f: impl FnOnce(&mut Cache) -> T) -> T {
+    match CACHE.try_lock() {
+        Ok(mut c) => f(&mut c),
+        Err(TryLockError::Poisoned(p)) => {
+            let mut c = p.into_inner();
+            c.clear();
+            CACHE.clear_poison();
+            f(&mut c)
+        }
+        Err(TryLockError::WouldBlock) => f(&mut Cache::new()),
+    }
+}
+
+/// A lease that matched, with what decides its rank.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub file: usize,
+    pub lease: &'a Lease,
+}
+
+/// Order: newest expiry first, never-expiring (0) last; then file and position.
+fn rank(c: &Candidate) -> (bool, i64, usize, usize) {
+    (c.lease.expiry == 0, -c.lease.expiry, c.file, c.lease.offset)
+}
+
+/// Every live lease matching `name` for `service`, in answer order (not deduplicated).
+pub fn candidates<'a>(
+    snap: &'a Snapshot,
+    name: &str,
+    service: Service,
+    now: i64,
+) -> Vec<Candidate<'a>> {
+    let name_lc = name.to_ascii_lowercase();
+    let mut out = Vec::new();
+    match service {
+        Service::Libvirt => {
+            for (i, _, s) in snap.status_files() {
+                for l in s.with_hostname(&name_lc) {
+                    if l.is_live(now) {
+                        out.push(Candidate { file: i, lease: l });
+                    }
+                }
+            }
+        }
+        Service::Guest => {
+            let mut macs: Vec<&str> = Vec::new();
+            for (_, m) in snap.macs_files() {
+                for e in m.for_domain(&name_lc) {
+                    for mac in &e.macs {
+                        if !macs.contains(&mac.as_str()) {
+                            macs.push(mac);
+                        }
+                    }
+                }
+            }
+            for (i, _, s) in snap.status_files() {
+                for mac in &macs {
+                    for l in s.with_mac(mac) {
+                        if l.is_live(now) {
+                            out.push(Candidate { file: i, lease: l });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(rank);
+    out
+}
+
+/// The answer for `name` from the leases of `snap`.
+pub fn answer(snap: &Snapshot, name: &str, service: Service, family: Family, now: i64) -> Answer {
+    let c = candidates(snap, name, service, now);
+    if c.is_empty() {
+        return Answer::NotFound;
+    }
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for cand in &c {
+        if family.accepts(&cand.lease.ip) && !addrs.contains(&cand.lease.ip) {
+            addrs.push(cand.lease.ip);
+        }
+    }
+    if addrs.is_empty() {
+        Answer::NoData
+    } else {
+        Answer::Found(addrs)
+    }
+}
+
+/// Forward lookup: the addresses of `name` in the lease directory `dir` at time `now`.
+pub fn lookup(
+    dir: &Path,
+    name: &str,
+    service: Service,
+    family: Family,
+    now: i64,
+) -> io::Result<Answer> {
+    if name.is_empty() {
+        return Ok(Answer::NotFound);
+    }
+    with_cache(|cache| {
+        let snap = cache.snapshot(dir, service == Service::Guest)?;
+        Ok(answer(&snap, name, service, family, now))
+    })
+}
+
+/// The name for `ip` from `snap`: the lease's hostname (`libvirt`) or the domain owning the
+/// lease's MAC (`libvirt_guest`), from the best-ranked live lease that has one.
+pub fn reverse_answer(snap: &Snapshot, ip: IpAddr, service: Service, now: i64) -> Option<String> {
+    let mut found: Vec<Candidate> = Vec::new();
+    for (i, _, s) in snap.status_files() {
+        for l in &s.leases {
+            if l.ip == ip && l.is_live(now) {
+                found.push(Candidate { file: i, lease: l });
+            }
+        }
+    }
+    found.sort_by_key(rank);
+    for c in found {
+        match service {
+            Service::Libvirt => {
+                if let Some(h) = &c.lease.hostname {
+                    return Some(h.clone());
+                }
+            }
+            Service::Guest => {
+                if let Some(mac) = &c.lease.mac {
+                    for (_, m) in snap.macs_files() {
+                        if let Some(e) = m.owning(mac).next() {
+                            return Some(e.domain.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Reverse lookup: the name of `ip` in the lease directory `dir` at time `now`.
+pub fn reverse(dir: &Path, ip: IpAddr, service: Service, now: i64) -> io::Result<Option<String>> {
+    with_cache(|cache| {
+        let snap = cache.snapshot(dir, service == Service::Guest)?;
+        Ok(reverse_answer(&snap, ip, service, now))
+    })
+}
+
+/// Read the whole directory without touching the process-wide cache (for the CLI).
+pub fn snapshot_uncached(dir: &Path) -> io::Result<Snapshot> {
+    Cache::new().snapshot(dir, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn testdata(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name)
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
+    }
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+    }
+
+    fn found(v: &[IpAddr]) -> Answer {
+        Answer::Found(v.to_vec())
+    }
+
+    #[test]
+    fn libvirt_matches_hostname_case_insensitively_and_exactly() {
+        let d = testdata("basic");
+        for q in ["fedora", "FEDORA", "Fedora"] {
+            assert_eq!(
+                lookup(&d, q, Service::Libvirt, Family::V4, NOW).unwrap(),
+                found(&[v4("192.168.122.10")]),
+                "{q}"
+            );
+        }
+        for q in ["fedor", "fedora.local", "fedora ", "", "guest-fedora"] {
+            assert_eq!(
+                lookup(&d, q, Service::Libvirt, Family::V4, NOW).unwrap(),
+                Answer::NotFound,
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn guest_matches_domain_through_macs_case_insensitively() {
+        let d = testdata("basic");
+        // guest-fedora owns 52:54:00:AA:BB:01 (upper-case in the .macs file): v4 on virbr0,
+        // v6 on virbr1 (the v6 lease's MAC is written upper-case too).
+        assert_eq!(
+            lookup(&d, "Guest-Fedora", Service::Guest, Family::V4, NOW).unwrap(),
+            found(&[v4("192.168.122.10")])
+        );
+        assert_eq!(
+            lookup(&d, "guest-fedora", Service::Guest, Family::V6, NOW).unwrap(),
+            found(&[v6("fd00:1::10")])
+        );
+        assert_eq!(
+            lookup(&d, "guest-fedora", Service::Guest, Family::Any, NOW).unwrap(),
+            found(&[v6("fd00:1::10"), v4("192.168.122.10")])
+        );
+        // A hostname is not a domain name and vice versa.
+        assert_eq!(
+            lookup(&d, "fedora", Service::Guest, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+        assert_eq!(
+            lookup(&d, "guest-fedora", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+    }
+
+    #[test]
+    fn expiry_order_dedup() {
+        let d = testdata("basic");
+        // "multi" has: expired lease, a never-expiring one, two live ones (one repeated in
+        // virbr1.status): newest first, 0 last, duplicates once, the expired one never.
+        assert_eq!(
+            lookup(&d, "multi", Service::Libvirt, Family::V4, NOW).unwrap(),
+            found(&[
+                v4("192.168.122.22"),
+                v4("192.168.122.21"),
+                v4("192.168.122.20")
+            ])
+        );
+        // expiry == now is still live; now + 1 is not.
+        assert_eq!(
+            lookup(&d, "edge", Service::Libvirt, Family::V4, NOW).unwrap(),
+            found(&[v4("192.168.122.30")])
+        );
+        assert_eq!(
+            lookup(&d, "edge", Service::Libvirt, Family::V4, NOW + 1).unwrap(),
+            Answer::NotFound
+        );
+    }
+
+    #[test]
+    fn no_data_versus_not_found() {
+        let d = testdata("basic");
+        // v6only has only an IPv6 lease.
+        assert_eq!(
+            lookup(&d, "v6only", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NoData
+        );
+        assert_eq!(
+            lookup(&d, "v6only", Service::Libvirt, Family::V6, NOW).unwrap(),
+            found(&[v6("fd00:1::99")])
+        );
+        // A domain with no lease at all is not known.
+        assert_eq!(
+            lookup(&d, "no-lease-vm", Service::Guest, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+    }
+
+    #[test]
+    fn missing_dir_is_not_found_and_unreadable_is_an_error() {
+        let d = testdata("does-not-exist");
+        assert_eq!(
+            lookup(&d, "fedora", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+        let f = testdata("basic/virbr0.status");
+        assert_eq!(
+            lookup(&f, "fedora", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+    }
+
+    #[test]
+    fn broken_files_do_not_hide_good_ones() {
+        // damaged/: a BOM file, a truncated file, a directory named x.status, a non-UTF-8
+        // file, garbage, an oversized-entry file, *.new and *.conf files, and good.status.
+        let d = testdata("damaged");
+        assert_eq!(
+            lookup(&d, "good", Service::Libvirt, Family::V4, NOW).unwrap(),
+            found(&[v4("10.9.0.1")])
+        );
+        assert_eq!(
+            lookup(&d, "good-vm", Service::Guest, Family::V4, NOW).unwrap(),
+            found(&[v4("10.9.0.1")])
+        );
+        // entries before the truncation point still answer
+        assert_eq!(
+            lookup(&d, "before-cut", Service::Libvirt, Family::V4, NOW).unwrap(),
+            found(&[v4("10.9.1.1")])
+        );
+        assert_eq!(
+            lookup(&d, "after-cut", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+        // BOM and trailing comma tolerated
+        assert_eq!(
+            lookup(&d, "bom", Service::Libvirt, Family::V4, NOW).unwrap(),
+            found(&[v4("10.9.2.1")])
+        );
+        // a lease in a *.new temp file is ignored
+        assert_eq!(
+            lookup(&d, "temp", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+        let snap = snapshot_uncached(&d).unwrap();
+        let unusable: Vec<_> = snap
+            .files
+            .iter()
+            .filter_map(|f| match &f.content {
+                Content::Unusable(r) => Some((
+                    f.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    r.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unusable,
+            vec![("dir.status".to_owned(), "not a regular file".to_owned())]
+        );
+    }
+
+    #[test]
+    fn reverse_lookup() {
+        let d = testdata("basic");
+        assert_eq!(
+            reverse(&d, v4("192.168.122.10"), Service::Libvirt, NOW)
+                .unwrap()
+                .as_deref(),
+            Some("fedora")
+        );
+        assert_eq!(
+            reverse(&d, v4("192.168.122.10"), Service::Guest, NOW)
+                .unwrap()
+                .as_deref(),
+            Some("guest-fedora")
+        );
+        assert_eq!(
+            reverse(&d, v6("fd00:1::10"), Service::Guest, NOW)
+                .unwrap()
+                .as_deref(),
+            Some("guest-fedora")
+        );
+        assert_eq!(
+            reverse(&d, v4("192.168.122.99"), Service::Libvirt, NOW).unwrap(),
+            None
+        );
+        // expired lease: no name
+        assert_eq!(
+            reverse(&d, v4("192.168.122.19"), Service::Libvirt, NOW).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn cache_follows_replaced_files() {
+        let tmp = std::env::temp_dir().join(format!("nss-cache-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).unwrap();
+        let write = |ip: &str| {
+            let p = tmp.join("virbr0.status.new");
+            fs::write(
+                &p,
+                format!(r#"[{{"ip-address": "{ip}", "hostname": "h", "expiry-time": 0}}]"#),
+            )
+            .unwrap();
+            fs::rename(&p, tmp.join("virbr0.status")).unwrap();
+        };
+        for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+            write(ip);
+            assert_eq!(
+                lookup(&tmp, "h", Service::Libvirt, Family::V4, NOW).unwrap(),
+                found(&[v4(ip)])
+            );
+        }
+        fs::remove_file(tmp.join("virbr0.status")).unwrap();
+        assert_eq!(
+            lookup(&tmp, "h", Service::Libvirt, Family::V4, NOW).unwrap(),
+            Answer::NotFound
+        );
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn kinds() {
+        use std::ffi::OsStr;
+        assert_eq!(Kind::of(OsStr::new("virbr0.status")), Some(Kind::Status));
+        assert_eq!(Kind::of(OsStr::new("virbr0.macs")), Some(Kind::Macs));
+        for n in [
+            "virbr0.status.new",
+            ".status",
+            ".x.status",
+            "virbr0.conf",
+            "virbr0.hostsfile",
+            "virbr0.leases",
+            ".macs",
+        ] {
+            assert_eq!(Kind::of(OsStr::new(n)), None, "{n}");
+        }
+    }
+}
