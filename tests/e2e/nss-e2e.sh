@@ -36,7 +36,7 @@ finish() {
   # the netns of the expiring guest is ours, not the rig's
   if [ -n "${XNS_MADE:-}" ] && [ -e "/run/netns/$XNS" ]; then ip netns del "$XNS" || true; fi
   if [ "$E2E_KEEP" = 1 ]; then
-    echo "nss-e2e: rig left up (E2E_KEEP=1): RIG_NAME=$RIG_NAME $RIG down"
+    [ -e "$RIG_DIR/mntns" ] && echo "nss-e2e: rig left up (E2E_KEEP=1): RIG_NAME=$RIG_NAME $RIG down"
   else
     "$RIG" down >/dev/null 2>&1 || echo "nss-e2e: WARNING: '$RIG down' failed; run it again" >&2
   fi
@@ -79,10 +79,35 @@ wait_until() {  # wait_until SECONDS CMD... : poll until CMD succeeds
 }
 
 # ---------------------------------------------------------------- rig
+# what the host looks like before: the rig must leave all of it as it was
+host_state() {
+  {
+    iptables-save 2>/dev/null | grep -v '^#'; ip6tables-save 2>/dev/null | grep -v '^#'
+    sha256sum /etc/nsswitch.conf /etc/passwd /etc/group "$(readlink -f /usr/lib/*/libnss_libvirt.so.2)" \
+      "$(readlink -f /usr/lib/*/libnss_libvirt_guest.so.2)" 2>&1
+    ls -la /root/.ssh /etc/ssh /etc/libvirt /var/lib/libvirt 2>&1
+    # links and mounts of THIS rig only: other rigs may come and go meanwhile
+    ip -o link show | awk '{ print $2 }' | grep "^$RIG_NAME" || true
+    awk '{ print $5 }' /proc/self/mountinfo | grep -e "^/tmp/vhk-rig-$RIG_NAME" -e "^${RIG_DIR:-/tmp/vhk-rig-$RIG_NAME}" \
+      -e "^/run/netns/$RIG_NAME-" -e '^/etc/' -e '^/root' -e libnss_libvirt -e '^/var/lib/libvirt' | sort
+  } 2>&1
+}
+HOST_BEFORE=$(host_state)
 echo "nss-e2e: bringing up rig '$RIG_NAME' (module: $E2E_NSS)"
 FACTS=$(RIG_NSS=$E2E_NSS RIG_DOMAIN_MODE=lxc RIG_IPV6=1 RIG_SSH=1 "$RIG" up) \
   || { echo "nss-e2e: rig.sh up failed (messages above)"; exit 1; }
 eval "$FACTS"
+section "the rig"
+again=$(RIG_NSS=$E2E_NSS RIG_DOMAIN_MODE=lxc RIG_IPV6=1 RIG_SSH=1 "$RIG" up 2>&1)
+echo "$again" | grep -q "already up and healthy" && [ "$(echo "$again" | grep '^RIG_')" = "$FACTS" ] \
+  && pass "rig.sh up again: already up and healthy, same facts" || fail "rig.sh up is idempotent" "$again"
+[ "$RIG_NSS" = "$E2E_NSS" ] && pass "module installed in the rig: $RIG_NSS ${RIG_NSS_SO}" \
+  || fail "module installed in the rig" "wanted $E2E_NSS, rig says $RIG_NSS"
+if [ "$E2E_NSS" = ours ]; then
+  n=$(rx ours sh -c 'cat /proc/self/mountinfo' | awk '$5 ~ /libnss_libvirt(_guest)?\.so\.2$/' | wc -l)
+  [ "$n" = 2 ] && pass "our module is bind-mounted over both libnss_libvirt{,_guest}.so.2 in the rig" \
+    || fail "our module bind-mounted over both system modules in the rig" "$n bind mounts found"
+fi
 G=$RIG_GUEST_NAME D=$RIG_DOMAIN_NAME DH=$RIG_DOMAIN_HOSTNAME
 echo "nss-e2e: module ${RIG_NSS_SO:-debian}; guest $G ($RIG_GUEST_IP, $RIG_GUEST_IP6); domain $D / $DH ($RIG_DOMAIN_IP, $RIG_DOMAIN_IP6)"
 
@@ -254,3 +279,14 @@ if [ "$E2E_EXPIRY" = 1 ]; then
 else
   skip "expired lease" "E2E_EXPIRY=0"
 fi
+
+# ---------------------------------------------------------------- teardown leaves nothing
+section "rig.sh down leaves the host as it was"
+if [ -n "${XNS_MADE:-}" ]; then ip netns del "$XNS" 2>/dev/null || true; XNS_MADE=""; fi
+if "$RIG" down >/dev/null 2>&1 && "$RIG" down >/dev/null 2>&1; then pass "rig.sh down, twice"; else fail "rig.sh down, twice" "exit status non-zero"; fi
+left=$(ip netns list | grep "^$RIG_NAME-" || true; grep -F " $RIG_DIR" /proc/self/mountinfo || true; ls -d "$RIG_DIR" 2>/dev/null || true)
+[ -z "$left" ] && pass "no netns, mount or directory of the rig left" || fail "nothing of the rig left" "$left"
+diff_out=$(diff <(echo "$HOST_BEFORE") <(host_state))
+[ -z "$diff_out" ] && pass "host unchanged: iptables, nsswitch.conf, passwd/group, NSS modules, /root/.ssh, /etc/ssh, /etc/libvirt, links, mounts" \
+  || fail "host unchanged" "$diff_out"
+E2E_KEEP=1   # already down

@@ -454,6 +454,27 @@ fi
 for m in $(fields | awk '$1 == "/run" || $1 ~ "^/run/" { print $1 }' | sort -r); do umount -l "$m" 2>/dev/null || true; done
 mount -t tmpfs -o mode=0755 rig-run /run   # private /run: no host dbus/firewalld, pidfiles
 mkdir -p /run/libvirt /run/lock
+# bind targets that the host lacks (libvirt-daemon alone does not create /var/lib/libvirt
+# etc.; libvirt-daemon-system does) are made inside this namespace only: the parent is
+# shadowed by a tmpfs holding bind mounts of all its real entries plus the new directory.
+# (Creating them on the host and removing them at "down" is not an option: since Linux 3.18
+# an rmdir on the host silently detaches another rig's mount on that directory.)
+n=0
+for d in /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do
+  [ -d "$d" ] && continue
+  p=${d%/*}; n=$((n + 1)); s=$R/.shadow$n
+  mkdir -p "$s"; mount --rbind "$p" "$s"; mount --make-rprivate "$s"
+  mount -t tmpfs -o mode=0755 rig-shadow "$p"
+  for e in "$s"/* "$s"/.[!.]*; do
+    [ -e "$e" ] || [ -L "$e" ] || continue
+    t=$p/${e##*/}
+    if [ -L "$e" ]; then cp -P "$e" "$t"
+    elif [ -d "$e" ]; then mkdir "$t"; mount --rbind "$e" "$t"
+    else : > "$t"; mount --bind "$e" "$t"; fi
+  done
+  mkdir "$d"
+  umount -l "$s"
+done
 mount --bind "$R/run"   /run/libvirt
 mount --bind "$R/etc"   /etc/libvirt
 mount --bind "$R/lib"   /var/lib/libvirt
@@ -681,9 +702,6 @@ do_up() {
   fi
   local t d; t=$(date +%s.%N)
   UP_STARTED=1
-  for d in /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do  # bind targets
-    [ -d "$d" ] || { mkdir -p "$d"; warn "created missing mount point $d on the host"; }
-  done
   write_configs
   : > "$RIG_DIR/cgroups-created"
   for d in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
