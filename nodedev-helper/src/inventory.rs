@@ -12,11 +12,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::apmask::{Apqn, Mask};
+use crate::mdev;
 use crate::root::Root;
 use crate::sysfs;
 
-/// The only mdev type vfio_ap offers.
-pub const VFIO_AP_TYPE: &str = "vfio_ap-passthrough";
+pub use crate::mdev::VFIO_AP_TYPE;
 /// vfio_ap supports CEX4 (hwtype 10) up to CEX8 (hwtype 14).
 pub const VFIO_AP_HWTYPES: std::ops::RangeInclusive<u32> = 10..=14;
 
@@ -141,63 +141,26 @@ pub fn cards(root: &Root) -> Result<Vec<Card>, InventoryError> {
     Ok(cards)
 }
 
-/// An mdev of parent `matrix` that exists now.
+/// An mdev of parent `matrix` that exists now (from its `matrix` attribute, read by
+/// [`crate::mdev`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveMdev {
     pub uuid: String,
     pub apqns: Vec<Apqn>,
 }
 
-/// Parses the `matrix` attribute: `%02x.%04x` lines, `aa.` / `.dddd` when one side is empty
-/// (such lines contribute no APQN).
-pub fn parse_matrix(text: &str, path: &Path) -> Result<Vec<Apqn>, InventoryError> {
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (a, d) = line
-            .split_once('.')
-            .ok_or_else(|| bad(path, format!("matrix line '{line}' is not aa.dddd")))?;
-        if a.is_empty() || d.is_empty() {
-            continue;
-        }
-        let a = u8::from_str_radix(a, 16)
-            .map_err(|_| bad(path, format!("matrix line '{line}': bad adapter")))?;
-        let d = u16::from_str_radix(d, 16)
-            .ok()
-            .and_then(|d| u8::try_from(d).ok())
-            .ok_or_else(|| bad(path, format!("matrix line '{line}': bad domain")))?;
-        out.push(Apqn::new(a, d));
-    }
-    Ok(out)
-}
-
-fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 /// Every active mdev below `sys/devices/vfio_ap/matrix`.
-pub fn active_mdevs(root: &Root) -> Result<Vec<ActiveMdev>, InventoryError> {
-    let dir = root.matrix();
-    let mut out = Vec::new();
-    for name in names(&dir)? {
-        if !is_uuid(&name) {
-            continue;
-        }
-        let path = dir.join(&name).join("matrix");
-        let text = sysfs::read(&path)?;
-        out.push(ActiveMdev {
-            apqns: parse_matrix(&text, &path)?,
-            uuid: name,
-        });
-    }
-    Ok(out)
+pub fn active_mdevs(root: &Root) -> Result<Vec<ActiveMdev>, mdev::MdevError> {
+    Ok(mdev::active(root)?
+        .into_iter()
+        .map(|m| ActiveMdev {
+            apqns: m.apqns(),
+            uuid: m.uuid,
+        })
+        .collect())
 }
 
-/// An mdevctl config of parent `matrix` and type vfio_ap-passthrough.
+/// A vfio_ap-passthrough config of parent `matrix`, its attributes applied in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefinedMdev {
     pub uuid: String,
@@ -213,91 +176,43 @@ impl DefinedMdev {
     }
 }
 
-/// Parses a base-0 attribute value (`"43"`, `"0x2b"`, `"053"`) as ap-check and the kernel do.
-pub fn parse_id(v: &str) -> Option<u8> {
-    let (digits, radix) = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        (h, 16)
-    } else if v.len() > 1 && v.starts_with('0') {
-        (&v[1..], 8)
-    } else {
-        (v, 10)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u32::from_str_radix(digits, radix)
-        .ok()
-        .and_then(|n| u8::try_from(n).ok())
-}
-
-/// Parses one mdevctl config; `Ok(None)` for a device of another type.
-pub fn parse_config(
-    uuid: &str,
-    text: &str,
-    path: &Path,
-) -> Result<Option<DefinedMdev>, InventoryError> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
-    let Some(ty) = v.get("mdev_type").and_then(|t| t.as_str()) else {
-        return Err(bad(path, "no \"mdev_type\""));
-    };
-    if ty != VFIO_AP_TYPE {
-        return Ok(None);
-    }
-    let autostart = v.get("start").and_then(|s| s.as_str()) == Some("auto");
-    let mut d = DefinedMdev {
-        uuid: uuid.to_string(),
-        autostart,
-        adapters: Mask::EMPTY,
-        domains: Mask::EMPTY,
-        control_domains: Mask::EMPTY,
-    };
-    let attrs = match v.get("attrs") {
-        None => &Vec::new(),
-        Some(a) => a
-            .as_array()
-            .ok_or_else(|| bad(path, "\"attrs\" is not a list"))?,
-    };
-    for attr in attrs {
-        let Some(obj) = attr.as_object() else {
-            return Err(bad(path, format!("attribute {attr} is not an object")));
-        };
-        for (k, val) in obj {
-            let s = val.as_str().unwrap_or_default();
-            let id = || {
-                parse_id(s).ok_or_else(|| bad(path, format!("{k} value '{s}' is not an id 0..255")))
-            };
-            match k.as_str() {
-                "assign_adapter" => d.adapters.set(id()?),
-                "assign_domain" => d.domains.set(id()?),
-                "assign_control_domain" => d.control_domains.set(id()?),
-                "unassign_adapter" => d.adapters.clear(id()?),
-                "unassign_domain" => d.domains.clear(id()?),
-                "unassign_control_domain" => d.control_domains.clear(id()?),
-                _ => {}
-            }
-        }
-    }
-    // The kernel also makes every usage domain a control domain.
-    d.control_domains = d.control_domains.or(d.domains);
-    Ok(Some(d))
-}
-
-/// Every vfio_ap-passthrough config under `etc/mdevctl.d/matrix`.
-pub fn defined_mdevs(root: &Root) -> Result<Vec<DefinedMdev>, InventoryError> {
-    let dir = root.mdevctl_configs();
+/// Every vfio_ap-passthrough config under `etc/mdevctl.d/matrix`, and one warning per file or
+/// attribute that could not be used (a broken config must not block every other operation,
+/// but the user must hear that it was not checked).
+pub fn defined_mdevs(root: &Root) -> Result<(Vec<DefinedMdev>, Vec<String>), mdev::MdevError> {
+    let (good, bad) = mdev::defined(root)?;
+    let mut warnings: Vec<String> = bad
+        .iter()
+        .map(|b| format!("ignoring mdevctl config {b}"))
+        .collect();
     let mut out = Vec::new();
-    for name in names(&dir)? {
-        if !is_uuid(&name) {
+    for d in good {
+        if d.config.mdev_type != VFIO_AP_TYPE {
             continue;
         }
-        let path = dir.join(&name);
-        let text = sysfs::read(&path)?;
-        if let Some(d) = parse_config(&name, &text, &path)? {
-            out.push(d);
+        let (m, errors) = mdev::Matrix::from_attrs(&d.config.attrs);
+        for e in errors {
+            warnings.push(format!("{}: {e} (attribute ignored)", d.path.display()));
         }
+        out.push(DefinedMdev {
+            uuid: d.uuid,
+            autostart: d.config.autostart,
+            adapters: m.adapters,
+            domains: m.domains,
+            control_domains: m.control_domains,
+        });
     }
-    Ok(out)
+    Ok((out, warnings))
+}
+
+/// `8-4-4-4-12` hex digits, as mdevctl names devices.
+pub fn is_uuid(s: &str) -> bool {
+    mdev::is_uuid(s)
+}
+
+/// Parses a base-0 id (`"43"`, `"0x2b"`, `"053"`) ≤ 255, as the kernel reads attributes.
+pub fn parse_id(v: &str) -> Option<u8> {
+    mdev::parse_value(v).and_then(|n| u8::try_from(n).ok())
 }
 
 /// Who an APQN belongs to, for `ap list`.
@@ -408,47 +323,69 @@ pub fn owners(
 mod tests {
     use super::*;
 
-    #[test]
-    fn matrix_lines() {
-        let p = Path::new("matrix");
-        assert_eq!(
-            parse_matrix("02.002b\n03.002b\n", p).unwrap(),
-            vec![Apqn::new(2, 43), Apqn::new(3, 43)]
-        );
-        assert_eq!(parse_matrix("02.\n.002b\n", p).unwrap(), vec![]);
-        assert!(parse_matrix("zz.0001\n", p).is_err());
-        assert!(parse_matrix("02002b\n", p).is_err());
+    fn card(adapter: u8, domains: &[u8]) -> Card {
+        Card {
+            adapter,
+            hwtype: 13,
+            queues: domains.iter().map(|d| (*d, QueueDriver::Host)).collect(),
+        }
+    }
+
+    fn defined(uuid: &str, auto: bool, a: u8, d: u8) -> DefinedMdev {
+        DefinedMdev {
+            uuid: uuid.into(),
+            autostart: auto,
+            adapters: Mask::EMPTY.with(a),
+            domains: Mask::EMPTY.with(d),
+            control_domains: Mask::EMPTY.with(d),
+        }
     }
 
     #[test]
-    fn configs_apply_assign_and_unassign_in_order() {
-        let p = Path::new("c");
-        let text = r#"{"mdev_type":"vfio_ap-passthrough","start":"auto","attrs":[
-            {"assign_adapter":"2"},{"assign_adapter":"0x3"},{"assign_domain":"053"},
-            {"unassign_adapter":"3"},{"assign_control_domain":"1"}]}"#;
-        let d = parse_config("u", text, p).unwrap().unwrap();
-        assert!(d.autostart);
-        assert_eq!(d.apqns(), vec![Apqn::new(2, 43)]);
-        assert_eq!(d.control_domains.ranges(), "1,43");
-        let other = r#"{"mdev_type":"i915-GVTg_V5_4","start":"manual"}"#;
-        assert_eq!(parse_config("u", other, p).unwrap(), None);
-        let e = parse_config("u", r#"{"start":"auto"}"#, p).unwrap_err();
-        assert_eq!(e.to_string(), "c: no \"mdev_type\"");
-        let e = parse_config(
-            "u",
-            r#"{"mdev_type":"vfio_ap-passthrough","attrs":[{"assign_domain":"256"}]}"#,
-            p,
-        )
-        .unwrap_err();
+    fn owners_and_problems() {
+        let mut ap = Mask::FULL;
+        ap.clear(2);
+        let full = Mask::FULL;
+        let active = [ActiveMdev {
+            uuid: "A".into(),
+            apqns: vec![Apqn::new(2, 43)],
+        }];
+        let defs = [
+            defined("A", true, 2, 43),
+            defined("B", true, 2, 43),
+            defined("C", false, 3, 1),
+        ];
+        let o = owners(
+            &[card(2, &[43, 44]), card(3, &[1])],
+            &ap,
+            &full,
+            (&ap, &full),
+            &active,
+            &defs,
+        );
+        let get = |s: &str| o.iter().find(|x| x.apqn == s).unwrap();
+        assert_eq!(get("2.43").active_mdev.as_deref(), Some("A"));
         assert_eq!(
-            e.to_string(),
-            "c: assign_domain value '256' is not an id 0..255"
+            get("2.43").problems,
+            vec!["defined for autostart twice: A, B"]
+        );
+        assert_eq!(get("2.44").owner, "vfio_ap");
+        assert!(get("2.44").problems.is_empty());
+        assert_eq!(get("3.1").owner, "host");
+        assert_eq!(
+            get("3.1").problems,
+            vec![
+                "defined for an mdev but owned by the host (active masks)",
+                "defined for an mdev but owned by the host (persistent masks)"
+            ]
         );
     }
 
     #[test]
-    fn uuid_shape() {
-        assert!(is_uuid("6b7a2b2e-8f3c-4e2a-9d51-1c0c7a3b2e10"));
-        assert!(!is_uuid("mdev_supported_types"));
+    fn ids_are_base_0() {
+        assert_eq!(parse_id("0x2b"), Some(43));
+        assert_eq!(parse_id("053"), Some(43));
+        assert_eq!(parse_id("256"), None);
+        assert_eq!(parse_id("-1"), None);
     }
 }

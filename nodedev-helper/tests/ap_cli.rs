@@ -1,0 +1,418 @@
+//! `nodedev-helper ap show|set|list|wait-bindings`, run as the real binary over a fake host
+//! tree per test (plain files in a temp dir laid out like sysfs, spec/ap.md "Kernel sysfs").
+//! Kernel behaviour that plain files cannot show (EBUSY, parsing of written masks) is tested
+//! over the AP bus simulator in `ap_sim.rs`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FULL: &str = "0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+const U1: &str = "6b7a2b2e-8f3c-4e2a-9d51-1c0c7a3b2e10";
+const U2: &str = "0d3c1a77-52b4-4c9e-8f0a-7e1d2c3b4a59";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nodedev-helper")
+}
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/ap")
+        .join(rel)
+}
+
+/// A fake host: masks all-ones, cards 02 (CEX7, hwtype 13) and 05 (CEX3C, hwtype 9) with
+/// domains 43 and 44 bound to the host driver, vfio_ap loaded.
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        let h = Host {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        h.write("sys/bus/ap/apmask", &format!("{FULL}\n"));
+        h.write("sys/bus/ap/aqmask", &format!("{FULL}\n"));
+        h.write("sys/bus/ap/bindings", "4/4 (complete)\n");
+        for (card, hw) in [("02", "13"), ("05", "9")] {
+            h.write(
+                &format!("sys/bus/ap/devices/card{card}/hwtype"),
+                &format!("{hw}\n"),
+            );
+            for dom in ["002b", "002c"] {
+                h.write(&format!("sys/bus/ap/devices/{card}.{dom}/online"), "1\n");
+            }
+        }
+        fs::create_dir_all(h.path("sys/devices/vfio_ap/matrix")).unwrap();
+        fs::create_dir_all(h.path("run/lock")).unwrap();
+        h
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--root")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("MDEVCTL_ENV_ROOT")
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+    /// Every file of the tree and its contents: "nothing changed" is checked against this.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for e in fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.insert(p.clone(), fs::read(&p).unwrap());
+                }
+            }
+        }
+        let mut m = BTreeMap::new();
+        walk(self.dir.path(), &mut m);
+        m
+    }
+    /// An active mdev holding `apqns` (matrix lines) and its mdevctl config.
+    fn mdev(&self, uuid: &str, start: &str, adapter: u8, domain: u8, active: bool) {
+        if active {
+            self.write(
+                &format!("sys/devices/vfio_ap/matrix/{uuid}/matrix"),
+                &format!("{adapter:02x}.{domain:04x}\n"),
+            );
+        }
+        self.write(
+            &format!("etc/mdevctl.d/matrix/{uuid}"),
+            &format!(
+                "{{\"mdev_type\":\"vfio_ap-passthrough\",\"start\":\"{start}\",\"attrs\":[{{\"assign_adapter\":\"{adapter}\"}},{{\"assign_domain\":\"{domain}\"}}]}}\n"
+            ),
+        );
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn show_line(out: &str, name: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} line in {out}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn seed_examples_verbatim() {
+    let h = Host::new();
+    let out = h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
+    assert!(
+        out.contains("apmask active: \"0-255\" -> \"0-1,3-255\""),
+        "{out}"
+    );
+    let show = h.ok(&["ap", "show"]);
+    assert_eq!(
+        show_line(&show, "apmask"),
+        "apmask \"0-1,3-255\" \"0-1,3-255\""
+    );
+    assert_eq!(
+        show_line(&show, "aqmask"),
+        "aqmask \"0-42,44-255\" \"0-42,44-255\""
+    );
+    assert!(show.contains("41-ap.rules"), "{show}");
+    // the sysfs attributes hold full 0x+64-hex masks
+    assert_eq!(
+        h.read("sys/bus/ap/apmask").trim_end(),
+        format!("0xdf{}", "f".repeat(62))
+    );
+
+    h.ok(&["ap", "set", "apmask=+2,-4-8", "aqmask=+43,-0-42"]);
+    let show = h.ok(&["ap", "show"]);
+    assert_eq!(
+        show_line(&show, "apmask"),
+        "apmask \"0-3,9-255\" \"0-3,9-255\""
+    );
+    assert_eq!(show_line(&show, "aqmask"), "aqmask \"43-255\" \"43-255\"");
+
+    let j: serde_json::Value = serde_json::from_str(&h.ok(&["ap", "show", "--json"])).unwrap();
+    assert_eq!(j["active"]["apmask"], "0-3,9-255");
+    assert_eq!(j["persistent"]["aqmask"], "43-255");
+}
+
+#[test]
+fn rule_is_golden() {
+    let h = Host::new();
+    h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
+    let got = h.read("etc/udev/rules.d/41-ap.rules");
+    let golden = testdata("41-ap.rules.golden");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(&golden, &got).unwrap();
+    }
+    assert_eq!(got, fs::read_to_string(&golden).unwrap());
+    // only the persistent apmask: the rule has no aqmask line
+    let h = Host::new();
+    h.ok(&["ap", "set", "--persistent", "apmask=-2"]);
+    let rule = h.read("etc/udev/rules.d/41-ap.rules");
+    assert!(rule.contains("apmask}=\"0xdf"), "{rule}");
+    assert!(!rule.contains("aqmask"), "{rule}");
+    assert_eq!(h.read("sys/bus/ap/apmask"), format!("{FULL}\n"));
+}
+
+#[test]
+fn reads_a_rule_written_by_chzdev() {
+    let h = Host::new();
+    h.write(
+        "etc/udev/rules.d/41-ap.rules",
+        &fs::read_to_string(testdata("chzdev-41-ap.rules")).unwrap(),
+    );
+    let show = h.ok(&["ap", "show"]);
+    assert_eq!(show_line(&show, "apmask"), "apmask \"0-255\" -");
+    assert_eq!(
+        show_line(&show, "aqmask"),
+        "aqmask \"0-255\" \"0-42,44-255\""
+    );
+    // a relative persistent change starts from the rule's value
+    h.ok(&["ap", "set", "--persistent", "aqmask=-44"]);
+    let show = h.ok(&["ap", "show"]);
+    assert_eq!(
+        show_line(&show, "aqmask"),
+        "aqmask \"0-255\" \"0-42,45-255\""
+    );
+    // and --remove takes the setting out again; the file goes when nothing is left
+    h.ok(&["ap", "set", "--remove", "aqmask"]);
+    assert!(!h.path("etc/udev/rules.d/41-ap.rules").exists());
+}
+
+#[test]
+fn conflicting_change_is_refused_and_nothing_changes() {
+    let h = Host::new();
+    h.ok(&["ap", "set", "apmask=-2"]);
+    h.mdev(U1, "auto", 2, 43, true);
+    h.mdev(U2, "manual", 2, 44, false);
+    let before = h.snapshot();
+    let o = h.run(&["ap", "set", "apmask=+2"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("apmask conflicts with mdev {U1} APQN 2.43\n")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "persistent apmask conflicts with defined autostart mdev {U1} APQN 2.43\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Warning: persistent apmask conflicts with defined manual mdev {U2} APQN 2.44"
+        )),
+        "{err}"
+    );
+    assert_eq!(h.snapshot(), before);
+    // only the active side: only the active message
+    let o = h.run(&["ap", "set", "--active", "apmask=+2"]);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("persistent apmask conflicts with defined autostart"),
+        "{err}"
+    );
+    assert!(err.contains("apmask conflicts with mdev"), "{err}");
+    assert_eq!(h.snapshot(), before);
+    // giving other bits back is fine
+    h.ok(&["ap", "set", "apmask=+3"]);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let h = Host::new();
+    let before = h.snapshot();
+    let out = h.ok(&["ap", "set", "--dry-run", "apmask=-2", "aqmask=-43"]);
+    assert!(
+        out.contains("would change apmask active: \"0-255\" -> \"0-1,3-255\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("would change aqmask persistent: - -> \"0-42,44-255\""),
+        "{out}"
+    );
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn invalid_values_are_refused_naming_the_item() {
+    let h = Host::new();
+    let before = h.snapshot();
+    for (arg, msg) in [
+        (
+            "apmask=5-3",
+            "invalid apmask value '5-3': item '5-3': range end is lower than its start",
+        ),
+        (
+            "aqmask=256",
+            "invalid aqmask value '256': item '256': number greater than 255",
+        ),
+        (
+            "apmask=+1-",
+            "invalid apmask value '+1-': item '+1-': missing end of range",
+        ),
+        (
+            "apmask=+1,2",
+            "item '2': unsigned item in a relative (+/-) list",
+        ),
+        ("apmask=two", "item 'two': not a number"),
+        ("apqmask=1", "unknown attribute 'apqmask'"),
+    ] {
+        let o = h.run(&["ap", "set", arg]);
+        assert_eq!(o.status.code(), Some(1), "{arg}");
+        assert!(stderr(&o).contains(msg), "{arg}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("nodedev-helper: "), "{}", stderr(&o));
+    }
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn a_broken_rule_file_is_named_and_not_overwritten() {
+    let h = Host::new();
+    h.write(
+        "etc/udev/rules.d/41-ap.rules",
+        "ATTR{../../bus/ap/apmask}=\"+2\"\n",
+    );
+    let before = h.snapshot();
+    let o = h.run(&["ap", "set", "apmask=-3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("41-ap.rules:1: apmask value \"+2\""),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn list_shows_cards_owners_and_problems() {
+    let h = Host::new();
+    h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
+    h.mdev(U1, "auto", 2, 43, true);
+    h.mdev(U2, "manual", 5, 44, false);
+    let out = h.ok(&["ap", "list"]);
+    assert!(out.contains("02    13      yes"), "{out}");
+    assert!(out.contains("05    9       no (hwtype < 10)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "2.43     02.002b  assigned to active mdev {U1}; defined for mdev {U1} (auto)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("2.44     02.002c  free for vfio_ap\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("5.43     05.002b  free for vfio_ap\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "5.44     05.002c  host driver; defined for mdev {U2} (manual)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("problem: defined for an mdev but owned by the host (active masks)"),
+        "{out}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&h.ok(&["ap", "list", "--json"])).unwrap();
+    assert_eq!(j["cards"][0]["vfio_ap"], true);
+    assert_eq!(j["cards"][1]["vfio_ap"], false);
+    let q = j["apqns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["apqn"] == "2.43")
+        .unwrap();
+    assert_eq!(q["active_mdev"], U1);
+}
+
+#[test]
+fn list_reports_apqns_defined_twice() {
+    let h = Host::new();
+    h.ok(&["ap", "set", "apmask=-2"]);
+    h.mdev(U1, "auto", 2, 43, false);
+    h.mdev(U2, "auto", 2, 43, false);
+    let out = h.ok(&["ap", "list"]);
+    assert!(
+        out.contains(&format!("problem: defined for autostart twice: {U2}, {U1}"))
+            || out.contains(&format!("problem: defined for autostart twice: {U1}, {U2}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn wait_bindings_returns_when_complete_and_times_out_otherwise() {
+    let h = Host::new();
+    let out = h.ok(&["ap", "wait-bindings", "--timeout", "0"]);
+    assert!(out.contains("4/4 (complete)"), "{out}");
+    h.write("sys/bus/ap/bindings", "3/4\n");
+    let o = h.run(&["ap", "wait-bindings", "--timeout", "0.2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not complete after 0.2 s: 3/4"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn set_waits_for_the_s390apconfig_lock() {
+    let h = Host::new();
+    let lock = h.path("run/lock/s390apconfig.lock");
+    // a live holder (what chzdev or ap-check would be)
+    let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
+    fs::write(&lock, format!("{}\n", holder.id())).unwrap();
+    let mut set = Command::new(bin())
+        .arg("--root")
+        .arg(h.dir.path())
+        .args(["ap", "set", "apmask=-2"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let still_waiting = set.try_wait().unwrap().is_none();
+    let unchanged = h.read("sys/bus/ap/apmask") == format!("{FULL}\n");
+    // the holder dies: its lock is stale and ap set goes ahead
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let status = set.wait().unwrap();
+    assert!(still_waiting, "ap set did not wait for the lock");
+    assert!(unchanged, "ap set wrote while chzdev's lock was held");
+    assert!(status.success());
+    assert_eq!(
+        h.read("sys/bus/ap/apmask").trim_end(),
+        format!("0xdf{}", "f".repeat(62))
+    );
+    // released afterwards
+    assert!(!lock.exists());
+}
