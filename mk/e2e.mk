@@ -10,9 +10,15 @@ E2E_RIG    := $(E2E_DIR)/rig.sh
 # our module, as the release build leaves it (one .so exporting both services' symbols)
 E2E_NSS_SO ?= $(RELEASE_DIR)/libnss_libvirt_guest.so
 
-.PHONY: rig-up rig-down rig-status
+.PHONY: e2e-build rig-up rig-down rig-status
 
-rig-up: release
+# what the rig installs: the NSS module (+ the diagnostic CLI the demo shows)
+# (and the packages the rig needs, when make check/demo has not installed them already)
+e2e-build:
+	@scripts/deps.sh e2e
+	$(CARGO) build --release -p nss-libvirt-guest
+
+rig-up: e2e-build
 	RIG_NSS_SO=$(E2E_NSS_SO) $(E2E_RIG) up
 
 rig-down:
@@ -22,7 +28,8 @@ rig-status:
 	$(E2E_RIG) status
 
 # ------------------------------------------------------------------ end-to-end tests, demo
-DEMO_TARGETS += demo-nss
+CHECK_TARGETS += check-e2e
+DEMO_TARGETS  += demo-nss
 # the diagnostic CLI of nss-libvirt-guest, shown by the demo when it is built
 E2E_NSS_CLI ?= $(RELEASE_DIR)/nss-libvirt-guest
 DEMO_KEEP   ?= 0
@@ -32,8 +39,8 @@ DEMO_KEEP   ?= 0
 # our module against a real libvirtd: getent, reverse lookups, agreement with Debian's
 # module, ssh by name, domain lifecycle, released and expired leases (~2 min: the expired
 # lease is a 2-minute one, dnsmasq's minimum). E2E_NSS=debian runs it against Debian's.
-check-e2e: release
+check-e2e: e2e-build
 	RIG_NSS_SO=$(E2E_NSS_SO) $(E2E_DIR)/nss-e2e.sh
 
-demo-nss:
+demo-nss: e2e-build
 	RIG_NSS_SO=$(E2E_NSS_SO) NSS_CLI=$(E2E_NSS_CLI) DEMO_KEEP=$(DEMO_KEEP) $(E2E_DIR)/demo-nss.sh

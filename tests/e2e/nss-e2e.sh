@@ -80,12 +80,14 @@ wait_until() {  # wait_until SECONDS CMD... : poll until CMD succeeds
 
 # ---------------------------------------------------------------- rig
 # what the host looks like before: the rig must leave all of it as it was
-host_state() {
+host_state() {  # only what the rig could touch: the machine is shared with other work
   {
     iptables-save 2>/dev/null | grep -v '^#'; ip6tables-save 2>/dev/null | grep -v '^#'
-    sha256sum /etc/nsswitch.conf /etc/passwd /etc/group "$(readlink -f /usr/lib/*/libnss_libvirt.so.2)" \
+    sha256sum /etc/nsswitch.conf "$(readlink -f /usr/lib/*/libnss_libvirt.so.2)" \
       "$(readlink -f /usr/lib/*/libnss_libvirt_guest.so.2)" 2>&1
-    ls -la /root/.ssh /etc/ssh /etc/libvirt /var/lib/libvirt 2>&1
+    getent passwd libvirt-qemu; getent group libvirt-qemu
+    find /root/.ssh /etc/ssh -type f -exec sha256sum {} + 2>&1 | sort
+    ls -A /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt /run/sshd 2>&1
     # links and mounts of THIS rig only: other rigs may come and go meanwhile
     ip -o link show | awk '{ print $2 }' | grep "^$RIG_NAME" || true
     awk '{ print $5 }' /proc/self/mountinfo | grep -e "^/tmp/vhk-rig-$RIG_NAME" -e "^${RIG_DIR:-/tmp/vhk-rig-$RIG_NAME}" \
@@ -287,6 +289,6 @@ if "$RIG" down >/dev/null 2>&1 && "$RIG" down >/dev/null 2>&1; then pass "rig.sh
 left=$(ip netns list | grep "^$RIG_NAME-" || true; grep -F " $RIG_DIR" /proc/self/mountinfo || true; ls -d "$RIG_DIR" 2>/dev/null || true)
 [ -z "$left" ] && pass "no netns, mount or directory of the rig left" || fail "nothing of the rig left" "$left"
 diff_out=$(diff <(echo "$HOST_BEFORE") <(host_state))
-[ -z "$diff_out" ] && pass "host unchanged: iptables, nsswitch.conf, passwd/group, NSS modules, /root/.ssh, /etc/ssh, /etc/libvirt, links, mounts" \
+[ -z "$diff_out" ] && pass "host unchanged: iptables, nsswitch.conf, NSS modules, users, /root/.ssh, /etc/ssh, libvirt dirs, /run, links, mounts" \
   || fail "host unchanged" "$diff_out"
 E2E_KEEP=1   # already down
