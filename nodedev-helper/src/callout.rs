@@ -1,11 +1,719 @@
-//! The mdevctl callout for `vfio_ap-passthrough` devices (issue 4; in progress).
+//! The mdevctl callout for `vfio_ap-passthrough` devices; replaces s390-tools' `ap-check`.
+//!
+//! mdevctl runs every executable in its callout directories as
+//! `SCRIPT -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT`, with the device JSON on
+//! stdin for `pre`/`post`/`live` (spec/ap.md, "mdevctl callouts"). Exit 2 means "not my
+//! type"; a non-zero exit in `pre` aborts the operation and mdevctl shows our stderr. The
+//! first script answering anything but 2 owns the device type.
+//!
+//! What we answer:
+//! - `get capabilities`: the v2 handshake (mdevctl ≥ 1.3), so mdevctl calls us for `live`;
+//!   mdevctl 1.2 never asks and uses us unversioned, which works the same.
+//! - `pre define|modify`: the device's values, conflicts with other auto-start configs and
+//!   the persistent AP masks (errors for `start: auto`, warnings for manual devices), like
+//!   ap-check, plus range, hwtype and active-device checks it lacks.
+//! - `pre start`: vfio_ap loaded, usage domain present, conflicts with active mdevs and the
+//!   active masks, hwtype, ids within `ap_max_*_id`.
+//! - `get attributes`: the active device as mdevctl attributes (`[]` when empty, nothing when
+//!   inactive — ap-check prints `[{}]`, spec "Defects").
+//! - `live modify`: checks the new matrix like `start` and writes it to `ap_config` at once.
+//! - `pre` takes the s390-tools AP configuration lock for mdevctl (our parent) and `post`
+//!   releases it; a rejected or failed `pre` releases it again ([`crate::lock`]).
+//!
+//! Messages are ap-check's where ap-check has one (scripts and users know them), one line
+//! per problem; our additions name the attribute and value.
 
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::apmask::Mask;
+use crate::lock;
+use crate::mdev::{self, DeviceConfig, Matrix, VFIO_AP_TYPE};
 use crate::root::Root;
+use crate::sysfs;
+use crate::udev_rule;
 
-/// `nodedev-helper callout -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT`.
+/// The only parent vfio_ap devices have.
+pub const PARENT: &str = "matrix";
+
+/// Environment variable bounding the wait for a lock held by another live process
+/// (seconds; default [`lock::DEFAULT_WAIT`]).
+pub const LOCK_WAIT_ENV: &str = "NODEDEV_HELPER_LOCK_WAIT";
+
+/// vfio_ap drives CEX4 (hwtype 10) and newer.
+pub const MIN_HWTYPE: u32 = 10;
+
+/// Exit codes, as mdevctl reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Exit {
+    /// Accepted / done.
+    Ok = 0,
+    /// Rejected, a usage error, or an error reading the host's state.
+    Rejected = 1,
+    /// Not a vfio_ap-passthrough device: mdevctl asks the next script.
+    NotMyType = 2,
+}
+
+const USAGE: &str = "\
+mdevctl callout for vfio_ap-passthrough devices (replaces s390-tools' ap-check).
+
+Usage: nodedev-helper callout -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT [--root DIR]
+   or: nodedev-helper-callout -t TYPE ...   (a link in mdevctl's callout directory)
+
+mdevctl runs it with the device JSON on stdin for pre/post/live events.
+Events: pre, post, get, live, notify. Actions: define, undefine, start, stop, modify,
+attributes, capabilities.
+
+Exit status: 0 accepted, 1 rejected or usage error (one line per problem on stderr),
+2 not a vfio_ap-passthrough device (mdevctl asks the next callout).
+
+Paths are below --root DIR, else MDEVCTL_ENV_ROOT (set by mdevctl >= 1.3), else /.
+The AP configuration lock /run/lock/s390apconfig.lock is shared with chzdev and ap-check;
+NODEDEV_HELPER_LOCK_WAIT (seconds, default 60) bounds the wait for it.
+";
+
+/// `nodedev-helper callout …`: the arguments are parsed by [`Invocation::parse`] exactly as
+/// ap-check does (clap's own errors would exit 2, which mdevctl reads as "not my type").
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(disable_help_flag = true, after_help = USAGE)]
+pub struct Args {
+    /// -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT, as mdevctl passes them.
+    #[arg(
+        num_args = 0..,
+        allow_hyphen_values = true,
+        trailing_var_arg = true,
+        value_name = "ARGS"
+    )]
+    pub argv: Vec<OsString>,
+}
 
-pub fn run(_root: &Root, _args: &Args) -> anyhow::Result<i32> {
-    anyhow::bail!("the callout is not implemented yet")
+/// One parsed invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub mdev_type: String,
+    pub event: String,
+    pub action: String,
+    pub state: String,
+    pub uuid: String,
+    pub parent: String,
+    pub root: Option<PathBuf>,
+}
+
+/// What argument parsing decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Run(Invocation),
+    Help,
+    /// ap-check's usage message, exit 1.
+    Usage(&'static str),
+    /// Another mdev type: exit 2 silently.
+    NotMine,
+}
+
+impl Invocation {
+    /// ap-check's rules: each of -t -e -a -s -u -p exactly once ("Duplicate or missing
+    /// operand"), nothing else ("Unknown operand"), then the type (exit 2 for others), then
+    /// UUID and parent. `--root DIR` is accepted anywhere (our global option).
+    pub fn parse(argv: &[OsString]) -> Parsed {
+        let mut slots: [Option<String>; 6] = Default::default();
+        let mut dup = false;
+        let mut root = None;
+        let mut it = argv.iter();
+        while let Some(a) = it.next() {
+            let Some(a) = a.to_str() else {
+                return Parsed::Usage("Unknown operand");
+            };
+            if a == "-h" || a == "--help" {
+                return Parsed::Help;
+            }
+            if let Some(r) = a.strip_prefix("--root=") {
+                root = Some(PathBuf::from(r));
+                continue;
+            }
+            if a == "--root" {
+                match it.next() {
+                    Some(r) => root = Some(PathBuf::from(r)),
+                    None => return Parsed::Usage("Duplicate or missing operand"),
+                }
+                continue;
+            }
+            let idx = match a.get(..2) {
+                Some("-t") => 0,
+                Some("-e") => 1,
+                Some("-a") => 2,
+                Some("-s") => 3,
+                Some("-u") => 4,
+                Some("-p") => 5,
+                _ => return Parsed::Usage("Unknown operand"),
+            };
+            // getopt style: the value follows attached (`-tfoo`) or as the next argument
+            let value = if a.len() > 2 {
+                a[2..].to_string()
+            } else {
+                match it.next().and_then(|v| v.to_str()) {
+                    Some(v) => v.to_string(),
+                    None => return Parsed::Usage("Duplicate or missing operand"),
+                }
+            };
+            if slots[idx].is_some() {
+                dup = true;
+            }
+            slots[idx] = Some(value);
+        }
+        if dup || slots.iter().any(Option::is_none) {
+            return Parsed::Usage("Duplicate or missing operand");
+        }
+        let [t, e, a, s, u, p] = slots.map(Option::unwrap_or_default);
+        if t != VFIO_AP_TYPE {
+            return Parsed::NotMine;
+        }
+        if !mdev::is_uuid(&u) {
+            return Parsed::Usage("Invalid UUID specified");
+        }
+        if p != PARENT {
+            return Parsed::Usage("Invalid parent specified");
+        }
+        Parsed::Run(Invocation {
+            mdev_type: t,
+            event: e,
+            action: a,
+            state: s,
+            uuid: u.to_ascii_lowercase(),
+            parent: p,
+            root,
+        })
+    }
+}
+
+/// Problems found by a check: errors reject, warnings are printed and accepted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+    /// An error, or a warning when `fatal` is false (manual-start devices).
+    fn problem(&mut self, fatal: bool, msg: String) {
+        if fatal {
+            self.errors.push(msg);
+        } else {
+            self.warnings.push(format!("warning: {msg}"));
+        }
+    }
+    /// What goes to stderr: errors first (ap-check's lines), then warnings.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for l in self.errors.iter().chain(&self.warnings) {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Errors reading the host's state (not a rejection of the device: the host is broken).
+#[derive(Debug, thiserror::Error)]
+pub enum CalloutError {
+    #[error(transparent)]
+    Mdev(#[from] mdev::MdevError),
+    #[error(transparent)]
+    File(#[from] sysfs::FileError),
+    #[error(transparent)]
+    Masks(#[from] udev_rule::EffectiveError),
+    #[error("{}: {msg}", path.display())]
+    Bad { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+}
+
+fn read_mask(path: &Path) -> Result<Mask, CalloutError> {
+    let text = sysfs::read(path)?;
+    Mask::parse_sysfs(&text).map_err(|e| CalloutError::Bad {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// `sys/bus/ap/ap_max_{adapter,domain}_id`, when the host has it.
+fn read_max(root: &Root, name: &str) -> Result<Option<u64>, CalloutError> {
+    let path = root.ap_bus().join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().map(Some).map_err(|_| CalloutError::Bad {
+            path,
+            msg: format!("'{}' is not a decimal number", t.trim()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(sysfs::FileError::Read { path, source }.into()),
+    }
+}
+
+/// Values, ranges and ids against this host's `ap_max_*_id`. Errors for any device: an id the
+/// kernel refuses makes the device unusable whatever its start mode.
+fn check_values(
+    root: &Root,
+    attrs: &[(String, String)],
+    report: &mut Report,
+) -> Result<Matrix, CalloutError> {
+    let (matrix, errors) = Matrix::from_attrs(attrs);
+    report.errors.extend(errors.iter().map(ToString::to_string));
+    let max_a = read_max(root, "ap_max_adapter_id")?;
+    let max_d = read_max(root, "ap_max_domain_id")?;
+    for (name, value) in attrs {
+        let (max, file) = match name.as_str() {
+            "assign_adapter" => (max_a, "ap_max_adapter_id"),
+            "assign_domain" | "assign_control_domain" => (max_d, "ap_max_domain_id"),
+            _ => continue,
+        };
+        if let (Some(max), Some(v)) = (max, mdev::parse_value(value)) {
+            if v <= 255 && v > max {
+                report.errors.push(format!(
+                    "{name} value '{value}' is above this host's {file} ({max})"
+                ));
+            }
+        }
+    }
+    Ok(matrix)
+}
+
+/// Adapters whose card vfio_ap cannot drive (hwtype < 10). Absent cards are not checked: the
+/// kernel accepts adapters that are not (yet) plugged.
+fn old_cards(root: &Root, adapters: &Mask) -> Result<Vec<(u8, u32)>, CalloutError> {
+    let mut out = Vec::new();
+    for a in adapters.iter() {
+        let path = root.ap_bus().join(format!("devices/card{a:02x}/hwtype"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(sysfs::FileError::Read { path, source }.into()),
+        };
+        let hw: u32 = text.trim().parse().map_err(|_| CalloutError::Bad {
+            path: path.clone(),
+            msg: format!("hwtype '{}' is not a decimal number", text.trim()),
+        })?;
+        if hw < MIN_HWTYPE {
+            out.push((a, hw));
+        }
+    }
+    Ok(out)
+}
+
+fn hwtype_msg(a: u8, hw: u32) -> String {
+    format!(
+        "adapter {a} (card{a:02x}) has hwtype {hw}: vfio_ap supports only CEX4 and newer (hwtype {MIN_HWTYPE} and up)"
+    )
+}
+
+/// Which pre operation a define-time check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefineOp {
+    Define,
+    Modify,
+}
+
+/// `pre define` / `pre modify`: will this config work at boot?
+pub fn check_define(
+    root: &Root,
+    uuid: &str,
+    config: &DeviceConfig,
+    op: DefineOp,
+) -> Result<Report, CalloutError> {
+    let mut r = Report::default();
+    let config_path = root.mdevctl_configs().join(uuid);
+    match op {
+        DefineOp::Define if config_path.exists() => r.errors.push("Config already exists".into()),
+        DefineOp::Modify if !config_path.exists() => r.errors.push("Config doesn't exist".into()),
+        _ => {}
+    }
+    let matrix = check_values(root, &config.attrs, &mut r)?;
+    let auto = config.autostart;
+    let mine = matrix.apqns();
+
+    let (defined, broken) = mdev::defined(root)?;
+    for d in &defined {
+        if d.uuid == uuid || d.config.mdev_type != VFIO_AP_TYPE || !d.config.autostart {
+            continue;
+        }
+        let (other, _) = Matrix::from_attrs(&d.config.attrs);
+        for q in &mine {
+            if other.adapters.test(q.adapter) && other.domains.test(q.domain) {
+                r.problem(
+                    auto,
+                    format!("APQN {q} is defined for autostart by {}", d.uuid),
+                );
+            }
+        }
+    }
+    for b in &broken {
+        r.warnings
+            .push(format!("warning: ignored unreadable mdev config {b}"));
+    }
+
+    let masks = udev_rule::effective(root)?;
+    for q in &mine {
+        if q.host_owned(&masks.apmask, &masks.aqmask) {
+            r.problem(
+                auto,
+                format!(
+                    "APQN {q} is not defined for vfio_ap-passthrough use by the persistent ap bus mask settings"
+                ),
+            );
+        }
+    }
+
+    // Beyond ap-check: what stops the device from starting right now.
+    for a in mdev::active(root)? {
+        if a.uuid == uuid {
+            continue;
+        }
+        for q in &mine {
+            if a.matrix.adapters.test(q.adapter) && a.matrix.domains.test(q.domain) {
+                r.warnings.push(format!(
+                    "warning: APQN {q} is in use by active mdev {}; this device cannot start while that one is active",
+                    a.uuid
+                ));
+            }
+        }
+    }
+    for (a, hw) in old_cards(root, &matrix.adapters)? {
+        r.warnings.push(format!(
+            "warning: {}; this device cannot start",
+            hwtype_msg(a, hw)
+        ));
+    }
+    Ok(r)
+}
+
+/// `pre start` (and `live modify`): can this matrix be given to mdev `uuid` now?
+/// Public so the libvirt hook asks the same question before it starts a device.
+pub fn check_start(
+    root: &Root,
+    uuid: &str,
+    attrs: &[(String, String)],
+) -> Result<Report, CalloutError> {
+    let mut r = Report::default();
+    if !root.vfio_ap().is_dir() {
+        r.errors.push("vfio_ap module is not loaded".into());
+        return Ok(r);
+    }
+    let matrix = check_values(root, attrs, &mut r)?;
+    if !matrix.control_domains.is_empty() && matrix.domains.is_empty() {
+        r.errors
+            .push("At least one usage domain must be specified".into());
+    }
+    let mine = matrix.apqns();
+    for a in mdev::active(root)? {
+        if a.uuid == uuid {
+            continue;
+        }
+        for q in &mine {
+            if a.matrix.adapters.test(q.adapter) && a.matrix.domains.test(q.domain) {
+                r.errors
+                    .push(format!("APQN {q} already in use by {}", a.uuid));
+            }
+        }
+    }
+    let apmask = read_mask(&root.ap_bus().join("apmask"))?;
+    let aqmask = read_mask(&root.ap_bus().join("aqmask"))?;
+    for q in &mine {
+        if q.host_owned(&apmask, &aqmask) {
+            r.errors.push(format!(
+                "APQN {q} is not allowed for vfio_ap-passthrough use by the active ap bus mask settings"
+            ));
+        }
+    }
+    for (a, hw) in old_cards(root, &matrix.adapters)? {
+        r.errors.push(hwtype_msg(a, hw));
+    }
+    Ok(r)
+}
+
+/// `get attributes`: the active device's attributes in mdevctl's JSON, `None` when inactive.
+pub fn attributes(root: &Root, uuid: &str) -> Result<Option<String>, CalloutError> {
+    Ok(mdev::read_active(root, uuid)?.map(|a| mdev::attrs_json(&a.matrix.to_attrs())))
+}
+
+/// The v2 capabilities answer (mdevctl ≥ 1.3 `get capabilities`).
+pub const CAPABILITIES: &str = r#"{"supports":{"version":2,"actions":["start","stop","define","undefine","modify","attributes","capabilities"],"events":["pre","post","notify","get","live"]}}"#;
+
+fn lock_wait() -> Duration {
+    std::env::var(LOCK_WAIT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(lock::DEFAULT_WAIT)
+}
+
+fn read_stdin() -> Vec<u8> {
+    let mut buf = Vec::new();
+    // A closed or unreadable stdin is an empty document, reported as malformed JSON.
+    let _ = std::io::stdin().read_to_end(&mut buf);
+    buf
+}
+
+/// Parses the device JSON of a pre/live event and checks it names our type.
+fn stdin_config(inv: &Invocation, bytes: &[u8]) -> Result<DeviceConfig, String> {
+    let c = DeviceConfig::parse(bytes).map_err(|e| e.to_string())?;
+    if c.mdev_type != inv.mdev_type {
+        return Err(format!(
+            "the device JSON's mdev_type '{}' does not match -t {}",
+            c.mdev_type, inv.mdev_type
+        ));
+    }
+    Ok(c)
+}
+
+/// Runs one invocation with `stdin` already read (tests pass it directly); returns the exit
+/// code and writes stdout/stderr.
+pub fn run_invocation(
+    root: &Root,
+    inv: &Invocation,
+    stdin: &mut dyn FnMut() -> Vec<u8>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, CalloutError> {
+    let parent_pid = nix::unistd::getppid().as_raw();
+    let lock_path = root.ap_lock();
+    let say = |err: &mut dyn Write, s: &str| {
+        let _ = err.write_all(s.as_bytes());
+    };
+    match (inv.event.as_str(), inv.action.as_str()) {
+        ("get", "capabilities") => {
+            let _ = stdin();
+            let _ = writeln!(out, "{CAPABILITIES}");
+            Ok(Exit::Ok as i32)
+        }
+        ("get", "attributes") => {
+            // mdevctl asks during `define` of an active device, between our pre (which took
+            // the lock for it) and post: then the lock is already ours to use.
+            let _guard = if lock::holder(&lock_path)? == lock::Holder::Pid(parent_pid) {
+                None
+            } else {
+                Some(lock::Guard::take(&lock_path, lock_wait())?)
+            };
+            if let Some(json) = attributes(root, &inv.uuid)? {
+                let _ = out.write_all(json.as_bytes());
+            }
+            Ok(Exit::Ok as i32)
+        }
+        ("pre", action) => {
+            let bytes = stdin();
+            let config = match action {
+                "define" | "modify" | "start" => match stdin_config(inv, &bytes) {
+                    Ok(c) => Some(c),
+                    Err(msg) => {
+                        say(err, &format!("{msg}\n"));
+                        return Ok(Exit::Rejected as i32);
+                    }
+                },
+                // stop/undefine must work even for a config that became unreadable
+                _ => None,
+            };
+            let taken = lock::acquire(&lock_path, parent_pid, lock_wait())?;
+            let result = match (action, &config) {
+                ("define", Some(c)) => check_define(root, &inv.uuid, c, DefineOp::Define),
+                ("modify", Some(c)) => check_define(root, &inv.uuid, c, DefineOp::Modify),
+                ("start", Some(c)) => check_start(root, &inv.uuid, &c.attrs),
+                _ => Ok(Report::default()),
+            };
+            let release = |_: ()| {
+                // a rejected or failed pre never leaves the lock behind; a lock mdevctl
+                // already held before us is its own business
+                if taken {
+                    let _ = lock::release(&lock_path, parent_pid);
+                }
+            };
+            match result {
+                Ok(report) => {
+                    say(err, &report.render());
+                    if report.ok() {
+                        Ok(Exit::Ok as i32)
+                    } else {
+                        release(());
+                        Ok(Exit::Rejected as i32)
+                    }
+                }
+                Err(e) => {
+                    release(());
+                    Err(e)
+                }
+            }
+        }
+        ("post", _) => {
+            let _ = stdin();
+            lock::release(&lock_path, parent_pid)?;
+            Ok(Exit::Ok as i32)
+        }
+        ("live", "modify") => {
+            let bytes = stdin();
+            let config = match stdin_config(inv, &bytes) {
+                Ok(c) => c,
+                Err(msg) => {
+                    say(err, &format!("{msg}\n"));
+                    return Ok(Exit::Rejected as i32);
+                }
+            };
+            let _guard = if lock::holder(&lock_path)? == lock::Holder::Pid(parent_pid) {
+                None
+            } else {
+                Some(lock::Guard::take(&lock_path, lock_wait())?)
+            };
+            let dev = root.matrix().join(&inv.uuid);
+            if !dev.is_dir() {
+                say(
+                    err,
+                    &format!("mdev {} is not active: nothing to modify live\n", inv.uuid),
+                );
+                return Ok(Exit::Rejected as i32);
+            }
+            let report = check_start(root, &inv.uuid, &config.attrs)?;
+            say(err, &report.render());
+            if !report.ok() {
+                return Ok(Exit::Rejected as i32);
+            }
+            let ap_config = dev.join("ap_config");
+            if !ap_config.exists() {
+                say(
+                    err,
+                    &format!(
+                        "{} does not exist: this kernel cannot change an active vfio_ap mdev at once (ap_config needs Linux 6.1 or newer); stop and start the device instead\n",
+                        ap_config.display()
+                    ),
+                );
+                return Ok(Exit::Rejected as i32);
+            }
+            let (matrix, _) = Matrix::from_attrs(&config.attrs);
+            sysfs::write_attr(&ap_config, &matrix.ap_config())?;
+            Ok(Exit::Ok as i32)
+        }
+        // notify goes to notifier scripts; unknown events/actions of a newer mdevctl are
+        // accepted so that they do not fail operations we have nothing to say about.
+        _ => Ok(Exit::Ok as i32),
+    }
+}
+
+/// Entry point from argv (after the program name or the `callout` subcommand).
+pub fn main_with_args(default_root: &Root, argv: &[OsString]) -> anyhow::Result<i32> {
+    let inv = match Invocation::parse(argv) {
+        Parsed::Run(inv) => inv,
+        Parsed::Help => {
+            print!("{USAGE}");
+            return Ok(Exit::Ok as i32);
+        }
+        Parsed::Usage(msg) => {
+            eprintln!("{msg}");
+            return Ok(Exit::Rejected as i32);
+        }
+        Parsed::NotMine => return Ok(Exit::NotMyType as i32),
+    };
+    let root = match &inv.root {
+        Some(r) => Root::new(r),
+        None => default_root.clone(),
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let code = run_invocation(
+        &root,
+        &inv,
+        &mut read_stdin,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )?;
+    Ok(code)
+}
+
+/// `nodedev-helper callout …`.
+pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
+    main_with_args(root, &args.argv)
+}
+
+/// Whether the program was started under another name than `nodedev-helper` (a link in
+/// mdevctl's callout directory): then it is the callout with argv as mdevctl passes it.
+pub fn invoked_as_callout(argv0: Option<&OsString>) -> bool {
+    let name = argv0
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .unwrap_or("nodedev-helper");
+    name != "nodedev-helper"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+    const U: &str = "6b7a2b2e-8f3c-4e2a-9d51-1c0c7a3b2e10";
+
+    #[test]
+    fn argv_as_mdevctl_passes_it() {
+        let p = Invocation::parse(&args(&format!(
+            "-t vfio_ap-passthrough -e pre -a define -s none -u {U} -p matrix"
+        )));
+        let Parsed::Run(inv) = p else { panic!("{p:?}") };
+        assert_eq!(
+            (inv.event.as_str(), inv.action.as_str(), inv.uuid.as_str()),
+            ("pre", "define", U)
+        );
+        let p = Invocation::parse(&args(&format!(
+            "--root /r -tvfio_ap-passthrough -e pre -a define -s none -u {U} -p matrix"
+        )));
+        let Parsed::Run(inv) = p else { panic!("{p:?}") };
+        assert_eq!(inv.root, Some(PathBuf::from("/r")));
+    }
+
+    #[test]
+    fn usage_errors_use_ap_check_wording() {
+        let base = format!("-e pre -a define -s none -u {U} -p matrix");
+        let p = |s: String| Invocation::parse(&args(&s));
+        assert_eq!(
+            p(format!("-t vfio_ap-passthrough {base} -x 1")),
+            Parsed::Usage("Unknown operand")
+        );
+        assert_eq!(
+            p(base.clone()),
+            Parsed::Usage("Duplicate or missing operand")
+        );
+        assert_eq!(
+            p(format!(
+                "-t vfio_ap-passthrough -t vfio_ap-passthrough {base}"
+            )),
+            Parsed::Usage("Duplicate or missing operand")
+        );
+        assert_eq!(
+            p("-t vfio_ap-passthrough -e pre -a define -s none -u nope -p matrix".into()),
+            Parsed::Usage("Invalid UUID specified")
+        );
+        assert_eq!(
+            p(format!(
+                "-t vfio_ap-passthrough -e pre -a define -s none -u {U} -p css"
+            )),
+            Parsed::Usage("Invalid parent specified")
+        );
+        // another type is not ours, whatever its parent
+        assert_eq!(
+            p(format!(
+                "-t i915-GVTg_V5_4 -e pre -a define -s none -u {U} -p 0000:00:02.0"
+            )),
+            Parsed::NotMine
+        );
+    }
+
+    #[test]
+    fn program_name_selects_the_callout() {
+        assert!(!invoked_as_callout(Some(&"/usr/bin/nodedev-helper".into())));
+        assert!(!invoked_as_callout(None));
+        assert!(invoked_as_callout(Some(
+            &"/usr/lib/mdevctl/scripts.d/callouts/nodedev-helper-callout".into()
+        )));
+    }
 }
