@@ -32,6 +32,7 @@ show_as() {  # show_as "WHAT TO PRINT" CMD...
 
 finish() {
   if [ "$DEMO_KEEP" = 1 ]; then
+    "$RIG" virsh create "$RIG_DIR/cfg/domain.xml" >/dev/null 2>&1 || true   # stopped by step 4
     say "The rig stays up (DEMO_KEEP=1). Explore it with:"
     echo "  RIG_NAME=$RIG_NAME $RIG exec getent ahosts $RIG_DOMAIN_NAME"
     echo "  RIG_NAME=$RIG_NAME $RIG exec ssh $RIG_DOMAIN_NAME"
@@ -62,7 +63,7 @@ inside namespaces, so nothing on this machine changes.
 EOF
 
 say "Starting the rig (real libvirtd, network, guest, domain) ..."
-FACTS=$(RIG_NSS=${RIG_NSS:-auto} RIG_DOMAIN_MODE=lxc "$RIG" up 2> >(grep -v -e 'debian hosts:' -e WARNING: >&2)) \
+FACTS=$(RIG_NSS=${RIG_NSS:-auto} RIG_DOMAIN_MODE=lxc "$RIG" up) \
   || { echo "demo-nss: the rig did not come up (messages above)"; "$RIG" down >/dev/null 2>&1; exit 1; }
 eval "$FACTS"
 trap finish EXIT
@@ -83,8 +84,12 @@ say "2. Names resolve through glibc: the domain name, and the DHCP hostname of t
 show getent hosts "$RIG_DOMAIN_NAME"
 show getent ahostsv4 "$RIG_DOMAIN_NAME"
 show getent ahosts "$RIG_GUEST_NAME"
-say "   ... and back (reverse lookup; libvirt's own module cannot do this)"
+say "   ... and back: address -> name (libvirt's own modules cannot do this)"
+show getent hosts "$RIG_GUEST_IP"
+note "  (the domain's address: service libvirt comes first and answers with the hostname the"
+note "   domain sent over DHCP; service libvirt_guest alone answers with the domain name)"
 show getent hosts "$RIG_DOMAIN_IP"
+show getent -s hosts:libvirt_guest hosts "$RIG_DOMAIN_IP"
 
 say "3. ssh by name: each guest answers with its own hostname"
 show ssh "$RIG_DOMAIN_NAME" hostname
@@ -92,12 +97,14 @@ show ssh "$RIG_GUEST_NAME" hostname
 
 say "4. Diagnostics: nss-libvirt-guest"
 if [ -n "$NSS_CLI" ] && [ -x "$NSS_CLI" ]; then
-  show "$NSS_CLI" list
+  show_as "nss-libvirt-guest check" "$NSS_CLI" check
+  show_as "nss-libvirt-guest list" "$NSS_CLI" list
   note "Stop the domain: libvirt removes it from $RIG_BRIDGE.macs, and its name stops resolving."
   "$RIG" virsh destroy "$RIG_DOMAIN_NAME" >/dev/null
   show getent hosts "$RIG_DOMAIN_NAME"
-  show "$NSS_CLI" lookup "$RIG_DOMAIN_NAME" --explain
-  show "$NSS_CLI" lookup no-such-guest --explain
+  note "Why? --explain lists every lease considered and why it was taken or rejected:"
+  show_as "nss-libvirt-guest lookup $RIG_DOMAIN_NAME --explain" "$NSS_CLI" lookup "$RIG_DOMAIN_NAME" --explain
+  show_as "nss-libvirt-guest lookup no-such-guest --explain" "$NSS_CLI" lookup no-such-guest --explain
 else
   note "The diagnostic CLI is not built yet (${NSS_CLI:-NSS_CLI unset}); this is where the demo shows"
   note "'nss-libvirt-guest list' and 'nss-libvirt-guest lookup NAME --explain'."
