@@ -141,9 +141,9 @@ esac
     fn make_wrapper(&self) -> PathBuf {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks/libvirt/50-nodedev-helper");
         let text = fs::read_to_string(&src).unwrap();
-        assert!(text.contains("exec @BINDIR@/nodedev-helper libvirt-hook qemu \"$@\""));
+        assert!(text.contains("exec @SBINDIR@/nodedev-helper libvirt-hook qemu \"$@\""));
         let text = text.replace(
-            "@BINDIR@/nodedev-helper",
+            "@SBINDIR@/nodedev-helper",
             &format!("'{BIN}' --root '{}'", self.root.display()),
         );
         let w = self.p("50-nodedev-helper");

@@ -1,0 +1,31 @@
+#!/bin/bash
+# check-install.sh DESTDIR SBINDIR QEMU_HOOKS_DIR MDEVCTL_LIB_CALLOUTS MDEVCTL_ETC_CALLOUTS UDEV_RULES
+# What `make install-hooks` put into DESTDIR: every file where its consumer looks, executable,
+# valid shell, @SBINDIR@ filled in; each wrapper passes its argv on unchanged; the mdevctl 1.2
+# wrapper answers "not my type" (exit 2) when nodedev-helper is gone.
+set -euo pipefail
+d=$1 sbindir=$2
+fail() { echo "check-hooks-install: FAIL: $*" >&2; exit 1; }
+qemu=$d$3/50-nodedev-helper lib=$d$4/00-nodedev-helper etc=$d$5/00-nodedev-helper rule=$d$6/60-mdevctl.rules
+for f in "$qemu" "$lib" "$etc"; do
+  [ -f "$f" ] && [ -x "$f" ] || fail "$f missing or not executable"
+  sh -n "$f" || fail "$f: shell syntax"
+  ! grep -q '@[A-Z]*@' "$f" || fail "$f: unsubstituted @VAR@"
+  grep -q "$sbindir/nodedev-helper" "$f" || fail "$f does not call $sbindir/nodedev-helper"
+done
+[ -f "$rule" ] && [ "$(stat -c %a "$rule")" = 644 ] || fail "$rule missing or not 0644"
+
+# run the wrappers against a stand-in nodedev-helper that prints its argv
+t=$(mktemp -d /tmp/check-hooks-run.XXXXXX); trap 'rm -rf "$t"' EXIT
+printf '#!/bin/sh\nprintf "%%s|" "$@"\n' > "$t/nodedev-helper"; chmod 755 "$t/nodedev-helper"
+for f in "$qemu" "$lib" "$etc"; do sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$f" > "$t/$(basename "$(dirname "$f")")"; done
+chmod 755 "$t"/qemu.d "$t"/callouts
+got=$(echo '<domain/>' | env -i LC_ALL=C PATH=/usr/bin:/bin "$t/qemu.d" 'my guest' prepare begin -)
+[ "$got" = "libvirt-hook|qemu|my guest|prepare|begin|-|" ] || fail "qemu.d wrapper passed '$got'"
+got=$(sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$etc" | sh -s -- -t vfio_ap-passthrough -e pre -a start)
+[ "$got" = "callout|-t|vfio_ap-passthrough|-e|pre|-a|start|" ] || fail "etc callout wrapper passed '$got'"
+got=$(sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$lib" | sh -s -- -t x -e get -a capabilities)
+[ "$got" = "callout|-t|x|-e|get|-a|capabilities|" ] || fail "lib callout wrapper passed '$got'"
+rc=0; sed "s|$sbindir/nodedev-helper|$t/gone/nodedev-helper|g" "$etc" | sh -s -- -t vfio_ap-passthrough >/dev/null 2>&1 || rc=$?
+[ $rc = 2 ] || fail "etc callout wrapper without nodedev-helper exited $rc, not 2"
+echo "check-hooks-install: 4 files in place ($3, $4, $5, $6), wrappers pass argv unchanged, 1.2 wrapper exits 2 without the binary"
