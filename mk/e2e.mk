@@ -40,6 +40,7 @@ DEMO_KEEP   ?= 0
 # module, ssh by name, domain lifecycle, released and expired leases (~2 min: the expired
 # lease is a 2-minute one, dnsmasq's minimum). E2E_NSS=debian runs it against Debian's.
 check-e2e: e2e-build
+	shellcheck -S warning $(E2E_DIR)/*.sh
 	RIG_NSS_SO=$(E2E_NSS_SO) $(E2E_DIR)/nss-e2e.sh
 
 demo-nss: e2e-build

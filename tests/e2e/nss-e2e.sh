@@ -133,7 +133,6 @@ expiry_setup() {
 if [ "$E2E_EXPIRY" = 1 ]; then
   XNS_MADE=1
   expiry_setup || { echo "nss-e2e: could not set up the expiring lease (see $RIG_DIR/log/expguest-udhcpc.log)"; exit 1; }
-  X_T0=$(date +%s)
 fi
 
 # ---------------------------------------------------------------- forward lookups

@@ -246,7 +246,7 @@ preflight() {
 rig_pids() {
   local roots=() p m ns
   for ns in "$NS_HOST" "$NS_GUEST" "$NS_GUEST2"; do
-    netns_exists "$ns" && roots+=($(ip netns pids "$ns" 2>/dev/null))
+    if netns_exists "$ns"; then mapfile -t -O ${#roots[@]} roots < <(ip netns pids "$ns" 2>/dev/null); fi
   done
   if mountpoint -q "$MNTNS" 2>/dev/null; then
     m=$(ino "$MNTNS")
@@ -321,19 +321,19 @@ healthy() {
 
 # ---------------------------------------------------------------- down
 do_down() {
-  local pid pids left x i ns
+  local pid pids left x ns
   if pid=$(libvirtd_pid); then
     log "destroying domain + network via libvirt, stopping libvirtd ($pid)"
     V destroy "$RIG_DOMAIN_NAME" >/dev/null 2>&1 || true
     V net-destroy "$RIG_NETWORK" >/dev/null 2>&1 || true
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do alive "$pid" || break; sleep 0.05; done
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.05; done
   fi
   pids=$(rig_pids || true)
   if [ -n "$pids" ]; then
     log "stopping remaining rig processes: $(echo $pids)"
     kill -TERM $pids 2>/dev/null || true
-    for i in $(seq 60); do
+    for _ in $(seq 60); do
       left=""; for x in $pids; do alive "$x" && left="$left $x"; done
       [ -z "$left" ] && break; sleep 0.05
     done
@@ -884,6 +884,7 @@ case "$cmd" in
     exec 9>"${RIG_DIR%/}.lock"
     flock -w 300 9 || die "another rig.sh holds ${RIG_DIR%/}.lock"
     UP_STARTED=0
+    # shellcheck disable=SC2154  # rc is assigned inside the trap string
     trap 'rc=$?
           if [ $rc != 0 ] && [ "$cmd" = up ] && [ "$UP_STARTED" = 1 ]; then
             warn "up failed (rc=$rc): tearing down, keeping $RIG_DIR for inspection (logs in $RIG_DIR/log)"
