@@ -1,7 +1,7 @@
 #!/bin/bash
 # deps.sh GROUP... -- install, idempotently, what a part of virt-hostkit needs on Debian 12.
 #
-# Groups: build nss e2e ap storage packaging s390x bench all
+# Groups: build nss e2e ap storage packaging s390x bench hooks all
 # Installs only what is missing (dpkg -s), runs `apt-get update` at most once, waits for
 # the dpkg lock instead of failing. Not root: prints the command to run and exits 1.
 set -euo pipefail
@@ -15,6 +15,7 @@ declare -A APT=(
   [packaging]="rpm rpmlint lintian debhelper dpkg-dev debootstrap qemu-user-static fakeroot patchelf man-db"
   [s390x]="gcc-s390x-linux-gnu libc6-dev-s390x-cross qemu-user-static"
   [bench]="hyperfine libnss-libvirt"
+  [hooks]="qemu-system-misc mdevctl udev"
 )
 # Debian's own Rust 1.85 carries an s390x standard library (rustup here cannot add targets);
 # the liblzma pin avoids a version clash between the two architectures (hooks-packaging.md).
@@ -24,7 +25,7 @@ S390X_RUST="rustc-web=$RUSTWEB_V cargo-web=$RUSTWEB_V libstd-rust-web-dev=$RUSTW
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-[ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench)
+[ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench hooks)
 
 want=()
 for g in "${groups[@]}"; do
