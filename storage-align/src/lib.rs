@@ -1,1 +1,15 @@
-//! Partition boundary planning for libvirt disk pools (work in progress, see issue 6).
+//! Partition boundary planning for libvirt disk pools (issue 6).
+//!
+//! libvirt's disk pool backend aligns the *end* of a new partition to a cylinder boundary
+//! ("on the right") and leaves the start where the free space begins. [`boundary`] holds that
+//! arithmetic twice: [`boundary::Mode::Libvirt`] is a bit-identical transcription of
+//! `virStorageBackendDiskPartBoundaries` (defects included, so results can be compared with a
+//! real libvirt), and [`boundary::Mode::Exact`] is the corrected computation used by default.
+//! [`size`] parses virsh-style sizes, [`parted`] reads a disk's label, geometry and free
+//! extents through parted's machine output and creates partitions with it, [`mbr`] reads the
+//! MBR partition types that parted's machine output leaves out.
+
+pub mod boundary;
+pub mod mbr;
+pub mod parted;
+pub mod size;
