@@ -1,7 +1,7 @@
 #!/bin/bash
 # nss-e2e.sh -- end-to-end tests of the NSS module against a REAL libvirt (tests/e2e/rig.sh).
 #
-# Brings up its own rig (RIG_NAME=e2e), with our module bound over the system's
+# Brings up its own rig (RIG_NAME=e2e<pid>), with our module bound over the system's
 # libnss_libvirt{,_guest}.so.2 and "hosts: files libvirt libvirt_guest", and checks what
 # ordinary programs (getent, ssh) get, against what libvirt itself wrote in the lease files
 # (read independently by leases.py). Tears the rig down at the end, also on failure.
@@ -9,7 +9,7 @@
 #   E2E_NSS=ours|debian   module under test (default ours; debian = Debian's stock module,
 #                         to develop the tests; tests of what only ours does are then SKIPPED)
 #   RIG_NSS_SO=PATH       our module (default: what rig.sh finds in the release dir)
-#   E2E_KEEP=1            leave the rig up afterwards (RIG_NAME=e2e tests/e2e/rig.sh down)
+#   E2E_KEEP=1            leave the rig up afterwards (it prints how to take it down)
 #   E2E_EXPIRY=0          skip the lease-expiry test (it waits for a 2-minute lease to run out)
 #
 # Prints one line per check and "N passed, M failed, K skipped"; exit 1 if any failed.
@@ -17,7 +17,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RIG=$HERE/rig.sh
 LEASES=$HERE/leases.py
-export RIG_NAME=${RIG_NAME:-e2e}
+# a name per run: two `make check` on one machine must not share (and tear down) one rig
+export RIG_NAME=${RIG_NAME:-e2e$$}
 E2E_NSS=${E2E_NSS:-ours}
 E2E_KEEP=${E2E_KEEP:-0}
 E2E_EXPIRY=${E2E_EXPIRY:-1}
@@ -39,6 +40,7 @@ finish() {
     [ -e "$RIG_DIR/mntns" ] && echo "nss-e2e: rig left up (E2E_KEEP=1): RIG_NAME=$RIG_NAME $RIG down"
   else
     "$RIG" down >/dev/null 2>&1 || echo "nss-e2e: WARNING: '$RIG down' failed; run it again" >&2
+    rm -f "${RIG_DIR:-/tmp/vhk-rig-$RIG_NAME}.lock"   # the name is this run's alone
   fi
   [ "$rc" = 0 ] || [ "$FAIL" -gt 0 ] || { echo "nss-e2e: aborted (rc=$rc) after $N checks"; FAIL=$((FAIL + 1)); }
   printf '\nnss-e2e (module: %s): %d passed, %d failed, %d skipped in %d s\n' \
@@ -291,3 +293,4 @@ diff_out=$(diff <(echo "$HOST_BEFORE") <(host_state))
 [ -z "$diff_out" ] && pass "host unchanged: iptables, nsswitch.conf, NSS modules, users, /root/.ssh, /etc/ssh, libvirt dirs, /run, links, mounts" \
   || fail "host unchanged" "$diff_out"
 E2E_KEEP=1   # already down
+rm -f "$RIG_DIR.lock"
