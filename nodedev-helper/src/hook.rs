@@ -24,13 +24,14 @@ use std::fs;
 use std::io::{self, IsTerminal, Read, Seek, Write};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use quick_xml::events::Event;
 
 use crate::apmask::{Apqn, Mask};
+use crate::mdev::{self, MdevError};
 use crate::root::Root;
 use crate::sysfs::{self, FileError};
 
@@ -143,8 +144,8 @@ pub enum HookError {
     },
     #[error("guest '{guest}': invalid vfio-ap mdev UUID '{uuid}' in the domain XML")]
     BadUuid { guest: String, uuid: String },
-    #[error("{path}: unexpected line '{line}' (expected AA.DDDD in hex)")]
-    BadMatrix { path: String, line: String },
+    #[error(transparent)]
+    Mdev(#[from] MdevError),
     #[error("invalid guest name '{0}' (empty, '/' or leading '.')")]
     BadGuest(String),
     #[error("cannot find mdevctl in PATH, /usr/sbin or /usr/bin (is package mdevctl installed?)")]
@@ -283,47 +284,11 @@ pub fn vfio_ap_hostdevs(guest: &str, xml: &[u8]) -> Result<Vec<VfioApHostdev>, H
         return Err(xml_err("empty document (no <domain>)".into()));
     }
     for h in &out {
-        if !valid_uuid(&h.uuid) {
+        if !mdev::is_uuid(&h.uuid) {
             return Err(HookError::BadUuid {
                 guest: guest.to_string(),
                 uuid: h.uuid.clone(),
             });
-        }
-    }
-    Ok(out)
-}
-
-/// `8-4-4-4-12` hex digits; the UUID becomes a path component, so nothing else is accepted.
-fn valid_uuid(u: &str) -> bool {
-    let b = u.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-/// Parses an active mdev's `matrix` attribute: `%02x.%04x` lines; `aa.` (adapter without
-/// domain) and `.dddd` (domain without adapter) lines form no APQN.
-pub fn parse_matrix(path: &Path, text: &str) -> Result<Vec<Apqn>, HookError> {
-    let bad = |line: &str| HookError::BadMatrix {
-        path: path.display().to_string(),
-        line: line.to_string(),
-    };
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (a, d) = line.split_once('.').ok_or_else(|| bad(line))?;
-        let num = |s: &str| -> Result<Option<u8>, HookError> {
-            if s.is_empty() {
-                return Ok(None);
-            }
-            let v = u16::from_str_radix(s, 16).map_err(|_| bad(line))?;
-            u8::try_from(v).map(Some).map_err(|_| bad(line))
-        };
-        match (num(a)?, num(d)?) {
-            (Some(a), Some(d)) => out.push(Apqn::new(a, d)),
-            (None, None) => return Err(bad(line)),
-            _ => {}
         }
     }
     Ok(out)
@@ -413,7 +378,7 @@ impl<'a> Hook<'a> {
             Ok(s) => Ok(s
                 .lines()
                 .map(str::trim)
-                .filter(|l| valid_uuid(l))
+                .filter(|l| mdev::is_uuid(l))
                 .map(String::from)
                 .collect()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
@@ -524,7 +489,18 @@ impl<'a> Hook<'a> {
 
     fn check_matrix(&self, guest: &str, uuid: &str) -> Result<(), HookError> {
         let path = self.active_dir(uuid).join("matrix");
-        let apqns = parse_matrix(&path, &sysfs::read(&path)?)?;
+        // the mdev can vanish between the checks (an admin's mdevctl stop): then it is unknown
+        let apqns = match mdev::read_active(self.root, uuid)? {
+            Some(active) => active.apqns(),
+            None => {
+                return Err(HookError::Unknown {
+                    guest: guest.to_string(),
+                    uuid: uuid.to_string(),
+                    active: self.active_dir(uuid),
+                    config: self.root.mdevctl_configs().join(uuid),
+                });
+            }
+        };
         if apqns.is_empty() {
             return Err(HookError::EmptyMatrix {
                 guest: guest.to_string(),
@@ -785,20 +761,6 @@ mod tests {
         let bad_uuid = domain(&ap("../../etc"));
         let e = vfio_ap_hostdevs("g", bad_uuid.as_bytes()).unwrap_err();
         assert!(matches!(e, HookError::BadUuid { .. }), "{e}");
-    }
-
-    #[test]
-    fn matrix_lines() {
-        let p = Path::new("m");
-        assert_eq!(
-            parse_matrix(p, "02.002b\n03.002b\n").unwrap(),
-            vec![Apqn::new(2, 43), Apqn::new(3, 43)]
-        );
-        assert!(parse_matrix(p, "02.\n.002b\n").unwrap().is_empty());
-        assert!(parse_matrix(p, "").unwrap().is_empty());
-        assert!(parse_matrix(p, "zz.0001\n").is_err());
-        assert!(parse_matrix(p, "02.0100\n").is_err());
-        assert!(parse_matrix(p, ".\n").is_err());
     }
 
     #[test]
