@@ -1,120 +1,14 @@
 //! `nodedev-helper ap show|set|list|wait-bindings`, run as the real binary over a fake host
 //! tree per test (plain files in a temp dir laid out like sysfs, spec/ap.md "Kernel sysfs").
-//! Kernel behaviour that plain files cannot show (EBUSY, parsing of written masks) is tested
-//! over the AP bus simulator in `ap_sim.rs`.
+//! Kernel behaviour that plain files cannot show (EBUSY, how the kernel parses what is
+//! written) needs the AP bus simulator (ap-sim), which had not landed when these were written.
 
-use std::collections::BTreeMap;
+mod ap_host;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const FULL: &str = "0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
-const U1: &str = "6b7a2b2e-8f3c-4e2a-9d51-1c0c7a3b2e10";
-const U2: &str = "0d3c1a77-52b4-4c9e-8f0a-7e1d2c3b4a59";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_nodedev-helper")
-}
-
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/ap")
-        .join(rel)
-}
-
-/// A fake host: masks all-ones, cards 02 (CEX7, hwtype 13) and 05 (CEX3C, hwtype 9) with
-/// domains 43 and 44 bound to the host driver, vfio_ap loaded.
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Host {
-        let h = Host {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        h.write("sys/bus/ap/apmask", &format!("{FULL}\n"));
-        h.write("sys/bus/ap/aqmask", &format!("{FULL}\n"));
-        h.write("sys/bus/ap/bindings", "4/4 (complete)\n");
-        for (card, hw) in [("02", "13"), ("05", "9")] {
-            h.write(
-                &format!("sys/bus/ap/devices/card{card}/hwtype"),
-                &format!("{hw}\n"),
-            );
-            for dom in ["002b", "002c"] {
-                h.write(&format!("sys/bus/ap/devices/{card}.{dom}/online"), "1\n");
-            }
-        }
-        fs::create_dir_all(h.path("sys/devices/vfio_ap/matrix")).unwrap();
-        fs::create_dir_all(h.path("run/lock")).unwrap();
-        h
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).unwrap()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("--root")
-            .arg(self.dir.path())
-            .args(args)
-            .env_remove("MDEVCTL_ENV_ROOT")
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "{args:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-    /// Every file of the tree and its contents: "nothing changed" is checked against this.
-    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        fn walk(d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            for e in fs::read_dir(d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else {
-                    out.insert(p.clone(), fs::read(&p).unwrap());
-                }
-            }
-        }
-        let mut m = BTreeMap::new();
-        walk(self.dir.path(), &mut m);
-        m
-    }
-    /// An active mdev holding `apqns` (matrix lines) and its mdevctl config.
-    fn mdev(&self, uuid: &str, start: &str, adapter: u8, domain: u8, active: bool) {
-        if active {
-            self.write(
-                &format!("sys/devices/vfio_ap/matrix/{uuid}/matrix"),
-                &format!("{adapter:02x}.{domain:04x}\n"),
-            );
-        }
-        self.write(
-            &format!("etc/mdevctl.d/matrix/{uuid}"),
-            &format!(
-                "{{\"mdev_type\":\"vfio_ap-passthrough\",\"start\":\"{start}\",\"attrs\":[{{\"assign_adapter\":\"{adapter}\"}},{{\"assign_domain\":\"{domain}\"}}]}}\n"
-            ),
-        );
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use ap_host::{FULL, Host, U1, U2, bin, stderr, testdata};
 
 fn show_line(out: &str, name: &str) -> String {
     out.lines()
