@@ -450,16 +450,25 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let part = parted::mkpart(&device, kind, o.plan.start, o.plan.end)?;
+            let part = parted::mkpart(
+                &device,
+                kind,
+                o.plan.start,
+                o.plan.end,
+                disk.logical_sector_size,
+            )?;
             print(
                 &o,
                 common.json,
-                serde_json::json!({"device": device, "number": part.number}),
+                serde_json::json!({"device": device, "number": part.number,
+                    "created": {"start": part.start, "end": part.end}}),
             );
             if !common.json {
                 println!(
-                    "created partition {} on {} and verified it in the table",
+                    "created partition {} ({}-{}) on {} and verified it in the table",
                     part.number,
+                    part.start,
+                    part.end,
                     device.display()
                 );
             }

@@ -294,12 +294,22 @@ pub fn check_not_busy(path: &Path) -> Result<(), PartedError> {
 
 /// Runs `parted -s DEV mkpart <type> <start>B <end>B` (libvirt's command line; gpt and
 /// the other labels get `primary`, which parted takes as the partition name) and reads the
-/// table back: the partition must exist with exactly these boundaries.
-pub fn mkpart(path: &Path, kind: &str, start: u64, end: u64) -> Result<Partition, PartedError> {
+/// table back: the partition must exist with these boundaries, taken to whole sectors the way
+/// parted does (the start's sector from its first byte, the end's sector to its last byte:
+/// libvirt's unaligned gpt ends grow up to the end of their sector).
+pub fn mkpart(
+    path: &Path,
+    kind: &str,
+    start: u64,
+    end: u64,
+    sector_size: u64,
+) -> Result<Partition, PartedError> {
     check_not_busy(path)?;
     let s = format!("{start}B");
     let e = format!("{end}B");
     run(path, &["mkpart", kind, &s, &e])?;
+    let ss = sector_size.max(1);
+    let (start, end) = (start / ss * ss, (end / ss + 1) * ss - 1);
     let listing = parse_listing(path, &run(path, &["unit", "B", "print"])?)?;
     listing
         .partitions
