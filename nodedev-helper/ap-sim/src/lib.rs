@@ -1,1 +1,13 @@
-//! AP bus + vfio_ap simulator (work in progress, see issue 4).
+//! AP bus + vfio_ap simulator: a faithful model of the s390 AP bus and vfio_ap sysfs (masks,
+//! cards, queues and their driver binding, the `matrix` mdev parent, mdevs and their
+//! attributes), usable in-process ([`Sim`]) and mounted as a real filesystem over FUSE
+//! ([`mount`]) so that unmodified programs — mdevctl, shell `echo -2 > apmask`, our binaries —
+//! see a live sysfs. See README.md for the layout and the kernel behaviours it pins.
+
+pub mod mask;
+pub mod model;
+
+pub use mask::{Mask, kstrtoul};
+pub use model::{
+    CardConfig, ConfigError, DirEntry, Driver, HostConfig, Kind, MDEV_TYPE, MdevState, Sim, Stat,
+};
