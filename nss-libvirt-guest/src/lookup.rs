@@ -4,7 +4,7 @@
 //! (spec/nss.md): hostname match for `libvirt`, domain -> MACs -> leases for
 //! `libvirt_guest`, live = expiry 0 or >= now, dedup by address, newest expiry first and
 //! never-expiring last. Parsed files are cached process-wide, keyed by (dev, inode, size,
-//! mtime) of each file: libvirt replaces files by rename, so a changed file always has a
+//! mtime, ctime) of each file: libvirt replaces files by rename, so a changed file always has a
 //! new key. A file whose mtime is within [`RACY_SECS`] of when it was read is re-read on the
 //! next lookup (timestamps are coarse, so an in-place rewrite in the same tick would keep
 //! its key). The cache is bounded and guarded by a mutex that is only ever `try_lock`ed: a
@@ -172,6 +172,9 @@ struct Key {
     size: u64,
     mtime: i64,
     mtime_ns: i64,
+    // ctime cannot be set by a user (mtime can, with touch -d), and rename updates it.
+    ctime: i64,
+    ctime_ns: i64,
 }
 
 impl Key {
@@ -182,6 +185,8 @@ impl Key {
             size: m.size(),
             mtime: m.mtime(),
             mtime_ns: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_ns: m.ctime_nsec(),
         }
     }
 
@@ -191,7 +196,7 @@ impl Key {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        now - self.mtime > RACY_SECS
+        now - self.mtime.max(self.ctime) > RACY_SECS
     }
 }
 

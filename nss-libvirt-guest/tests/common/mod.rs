@@ -1,0 +1,128 @@
+//! Helpers shared by the integration tests: where the built `.so` is, lease fixtures
+//! written relative to the real clock (the module compares expiry with `time()`).
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The cdylib cargo built next to this test's profile dir (`target/<profile>/`).
+pub fn cdylib() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let so = profile_dir.join("libnss_libvirt_guest.so");
+    assert!(
+        so.is_file(),
+        "{} is not built (cargo builds the cdylib before integration tests)",
+        so.display()
+    );
+    so
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A temporary directory removed on drop (also when the test fails).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("nss-test-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One lease line in libvirt's shape.
+pub fn lease(ip: &str, mac: &str, host: Option<&str>, expiry: i64) -> String {
+    let host = host
+        .map(|h| format!("\n    \"hostname\": \"{h}\","))
+        .unwrap_or_default();
+    format!(
+        "  {{\n    \"ip-address\": \"{ip}\",\n    \"mac-address\": \"{mac}\",{host}\n    \"client-id\": \"01:{mac}\",\n    \"expiry-time\": {expiry}\n  }}"
+    )
+}
+
+/// Write `path` atomically, as libvirt does (temp file + rename).
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("new");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// The standard fixture, relative to the current time:
+/// - fedora (hostname) / guest-fedora (domain): 192.168.122.10 + fd00:1::10 (v6 is newer)
+/// - v6only: fd00:1::99 only; old: an expired lease only
+/// - many (hostname) / vm-many (domain): 100 IPv4 addresses 10.200.0.1..100
+pub fn standard_fixture(dir: &Path) {
+    let t = now();
+    let v0 = [
+        lease(
+            "192.168.122.10",
+            "52:54:00:aa:bb:01",
+            Some("fedora"),
+            t + 3600,
+        ),
+        lease("192.168.122.11", "52:54:00:aa:bb:02", Some("old"), t - 3600),
+    ];
+    write_atomic(
+        &dir.join("virbr0.status"),
+        &format!("[\n{}\n]\n", v0.join(",\n")),
+    );
+    let v1 = [
+        lease("fd00:1::10", "52:54:00:AA:BB:01", Some("fedora"), t + 7200),
+        lease("fd00:1::99", "52:54:00:aa:bb:99", Some("v6only"), t + 7200),
+    ];
+    write_atomic(
+        &dir.join("virbr1.status"),
+        &format!("[\n{}\n]\n", v1.join(",\n")),
+    );
+    let many: Vec<String> = (1..=100)
+        .map(|i| {
+            lease(
+                &format!("10.200.0.{i}"),
+                &format!("52:54:00:cc:00:{i:02x}"),
+                Some("many"),
+                t + 1000 + i,
+            )
+        })
+        .collect();
+    write_atomic(
+        &dir.join("virbr2.status"),
+        &format!("[\n{}\n]\n", many.join(",\n")),
+    );
+    let many_macs: Vec<String> = (1..=100)
+        .map(|i| format!("\"52:54:00:cc:00:{i:02x}\""))
+        .collect();
+    write_atomic(
+        &dir.join("virbr0.macs"),
+        "[\n  {\n    \"domain\": \"guest-fedora\",\n    \"macs\": [\n      \"52:54:00:aa:bb:01\"\n    ]\n  }\n]\n",
+    );
+    write_atomic(&dir.join("virbr1.macs"), "[\n\n]\n");
+    write_atomic(
+        &dir.join("virbr2.macs"),
+        &format!(
+            "[\n  {{\n    \"domain\": \"vm-many\",\n    \"macs\": [{}]\n  }}\n]\n",
+            many_macs.join(", ")
+        ),
+    );
+}
