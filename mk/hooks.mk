@@ -4,7 +4,7 @@
 #   make install-hooks DESTDIR=...   (part of make install) wrappers with $(SBINDIR) filled in
 #   make check-hooks                 install into a temp DESTDIR and check the result, udev
 #                                    rules through udevadm, the hook under a real namespaced
-#                                    libvirtd (tests/e2e/rig.sh, RIG_NAME=hooks)
+#                                    libvirtd (tests/e2e/rig.sh, RIG_NAME=hk<pid>)
 DEPS_GROUPS     += hooks
 INSTALL_TARGETS += install-hooks
 CHECK_TARGETS   += check-hooks

@@ -1,7 +1,7 @@
 #!/bin/bash
 # e2e-libvirt-hook.sh NODEDEV_HELPER -- the qemu hook under a real, namespaced libvirtd.
 #
-# tests/e2e/rig.sh (RIG_NAME=hooks, no domain, no network guests' sshd) starts libvirtd with our
+# tests/e2e/rig.sh (RIG_NAME=hk<pid>, no domain of its own, no sshd) starts libvirtd with our
 # installed wrapper (hooks/libvirt/50-nodedev-helper, binary path filled in, plus --root for a
 # fake host tree) in the rig's /etc/libvirt/hooks/qemu.d/. Guests are s390x TCG domains
 # (qemu-system-s390x from qemu-system-misc: only the s390x QEMU has the vfio-ap device, so only
@@ -22,13 +22,17 @@ fail() { echo "check-hooks-e2e: FAIL: $*" >&2; exit 1; }
 command -v qemu-system-s390x >/dev/null || fail "qemu-system-s390x missing (scripts/deps.sh hooks)"
 [ -x "$rig" ] || fail "$rig missing"
 
-export RIG_NAME=${HOOKS_RIG_NAME:-hooks} RIG_DOMAIN_MODE=none RIG_SSH=0 RIG_IPV6=0 RIG_CHECK=0 RIG_NSS=debian
+# one rig name per run: two `make check` on one machine never share or tear down each other's rig
+export RIG_NAME=${HOOKS_RIG_NAME:-hk$$} RIG_DOMAIN_MODE=none RIG_SSH=0 RIG_IPV6=0 RIG_CHECK=0 RIG_NSS=debian
 work=$(mktemp -d /tmp/vhk-hooks-e2e.XXXXXX)
+export RIG_DIR=$work/rig                        # its lock file ($RIG_DIR.lock) goes with $work
 listener=
 cleanup() {
   "$rig" down >/dev/null 2>&1 || echo "check-hooks-e2e: WARNING: rig.sh down failed" >&2
   [ -z "$listener" ] || kill "$listener" 2>/dev/null || true
-  rm -rf "$work"
+  # never rm -rf across a mount the rig may have left behind
+  if grep -q " $work[/ ]" /proc/self/mountinfo; then echo "check-hooks-e2e: WARNING: mounts remain under $work; kept" >&2
+  else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 t0=$(date +%s)
@@ -48,7 +52,22 @@ listener=$!
 for _ in $(seq 50); do [ -s "$work/listener.out" ] && break; sleep 0.1; done
 [ -S "$root/dev/log" ] || fail "syslog listener did not start"
 
-sed "s|@SBINDIR@/nodedev-helper|'$bin' --root '$root'|" "$repo/hooks/libvirt/50-nodedev-helper" > "$work/50-nodedev-helper"
+# mdevctl stand-in (a real mdevctl cannot create a device on plain files): start makes the
+# fake mdev active, stop removes it; every call is logged
+cat > "$work/mdevctl" <<MDEVCTL
+#!/bin/sh
+echo "\$*" >> '$work/mdevctl.log'
+m='$root/sys/devices/vfio_ap/matrix'
+case "\$1" in
+start) mkdir "\$m/\$3" && echo 02.002b > "\$m/\$3/matrix" ;;
+stop) rm -r "\$m/\$3" ;;
+esac
+MDEVCTL
+chmod 755 "$work/mdevctl"
+sed -e "s|@SBINDIR@/nodedev-helper|'$bin' --root '$root'|" -e "s|\"\\\$@\"\$|\"\$@\" --mdevctl '$work/mdevctl'|" \
+  "$repo/hooks/libvirt/50-nodedev-helper" > "$work/50-nodedev-helper"
+grep -q -- "libvirt-hook qemu \"\$@\" --mdevctl '$work/mdevctl'\$" "$work/50-nodedev-helper" \
+  || fail "could not point the wrapper at the mdevctl stand-in: $(tail -n1 "$work/50-nodedev-helper")"
 chmod 755 "$work/50-nodedev-helper"
 RIG_QEMU_HOOKS=$work/50-nodedev-helper "$rig" up >/dev/null 2>"$work/rig-up.log" || { cat "$work/rig-up.log" >&2; fail "rig.sh up"; }
 eval "$("$rig" env | grep '^RIG_DIR=')"
@@ -95,5 +114,28 @@ if V define "$work/crypto.xml" >"$work/define.out" 2>&1; then
 else
   cat "$work/define.out" >&2; fail "libvirt refused to define an s390x guest with a vfio-ap hostdev"
 fi
-[ -z "$(ls -A "$root/etc/mdevctl.d/matrix")" ] && [ ! -e "$root/run" ] || fail "the hook changed the fake host"
+[ -z "$(ls -A "$root/etc/mdevctl.d/matrix")" ] && [ ! -e "$root/run" ] && [ ! -e "$work/mdevctl.log" ] \
+  || fail "the refused start changed the fake host"
+
+# 3. a defined, inactive mdev: the hook starts it on prepare; whatever libvirt does next (here it
+#    cannot assign an mdev on a host without vfio), libvirt's "release end" makes the hook stop it
+uuid2=0f2f8b8a-1111-4e18-a6fe-57bc9eceb921
+echo '{"mdev_type":"vfio_ap-passthrough","start":"manual","attrs":[{"assign_adapter":"2"},{"assign_domain":"43"}]}' \
+  > "$root/etc/mdevctl.d/matrix/$uuid2"
+domain hkdefined "<hostdev mode='subsystem' type='mdev' model='vfio-ap'><source><address uuid='$uuid2'/></source></hostdev>" > "$work/defined.xml"
+V define "$work/defined.xml" >/dev/null || fail "define hkdefined"
+if V start hkdefined >"$work/defined.out" 2>&1; then
+  echo "check-hooks-e2e: hkdefined started (this host can assign mdevs); destroying it"
+  V destroy hkdefined >/dev/null
+fi
+if grep -q "nodedev-helper:" "$work/defined.out"; then cat "$work/defined.out" >&2; fail "the hook refused hkdefined"; fi
+for _ in $(seq 50); do grep -q "guest 'hkdefined': stopped" "$work/syslog" && break; sleep 0.1; done
+want=$(printf 'start -u %s\nstop -u %s' "$uuid2" "$uuid2")
+[ "$(cat "$work/mdevctl.log" 2>/dev/null)" = "$want" ] \
+  || fail "expected the hook to run mdevctl start then stop; mdevctl log: $(cat "$work/mdevctl.log" 2>/dev/null)"
+[ ! -e "$root/sys/devices/vfio_ap/matrix/$uuid2" ] && [ ! -e "$root/run/nodedev-helper/libvirt-hook/hkdefined" ] \
+  || fail "the mdev started for hkdefined is still active or still recorded after release"
+grep -q "guest 'hkdefined': stopped vfio-ap mdev $uuid2 (started by this hook)" "$work/syslog" || fail "release not logged"
+echo "check-hooks-e2e: defined mdev: the hook started it on prepare; libvirt then: $(grep -v '^$' "$work/defined.out" | tail -n1 | cut -c1-160)"
+echo "check-hooks-e2e: libvirt ran release end and the hook stopped the mdev it had started (mdevctl calls: $(paste -sd';' "$work/mdevctl.log"))"
 echo "check-hooks-e2e: passed in $(( $(date +%s) - t0 )) s"
