@@ -1,14 +1,14 @@
 #!/bin/bash
 # deps.sh GROUP... -- install, idempotently, what a part of virt-hostkit needs on Debian 12.
 #
-# Groups: build nss e2e ap storage packaging s390x bench hooks all
+# Groups: build nss e2e ap storage packaging s390x bench hooks callout all
 # Installs only what is missing (dpkg -s), runs `apt-get update` at most once, waits for
 # the dpkg lock instead of failing. Not root: prints the command to run and exits 1.
 set -euo pipefail
 
 declare -A APT=(
   [build]="pkg-config libudev-dev libvirt-dev libfuse3-dev fuse3"
-  [nss]="libnss-libvirt util-linux"
+  [nss]="libnss-libvirt util-linux patchelf binutils gcc"
   [e2e]="libvirt-daemon libvirt-clients libvirt-daemon-driver-lxc libvirt-daemon-driver-qemu dnsmasq-base iptables busybox iproute2 util-linux isc-dhcp-client openssh-server openssh-client libnss-libvirt shellcheck"
   [ap]="mdevctl udev fuse3 kmod"
   [storage]="parted util-linux"
@@ -16,6 +16,7 @@ declare -A APT=(
   [s390x]="gcc-s390x-linux-gnu libc6-dev-s390x-cross qemu-user-static"
   [bench]="hyperfine libnss-libvirt"
   [hooks]="qemu-system-misc mdevctl udev"
+  [callout]="mdevctl util-linux g++"
 )
 # Debian's own Rust 1.85 carries an s390x standard library (rustup here cannot add targets);
 # the liblzma pin avoids a version clash between the two architectures (hooks-packaging.md).
@@ -25,7 +26,7 @@ S390X_RUST="rustc-web=$RUSTWEB_V cargo-web=$RUSTWEB_V libstd-rust-web-dev=$RUSTW
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-[ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench hooks)
+[ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench hooks callout)
 
 want=()
 for g in "${groups[@]}"; do

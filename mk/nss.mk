@@ -1,0 +1,35 @@
+# NSS module (nss-libvirt-guest/): libnss_libvirt.so.2 + libnss_libvirt_guest.so.2.
+#
+#   make nss-module   $(RELEASE_DIR)/nss/libnss_libvirt{,_guest}.so.2, each with its own SONAME
+#   make check-nss    the tests that go through the host's glibc tools as root (getaddrinfo,
+#                     getent in a mount namespace, setuid as nobody, exports), the installed
+#                     names' SONAMEs, and the fuzz targets' build
+#   make bench-nss    Debian's libnss_libvirt{,_guest} against ours (part of `make bench`)
+DEPS_GROUPS   += nss
+CHECK_TARGETS += check-nss
+
+NSS_DIR     := nss-libvirt-guest
+NSS_OUT     := $(RELEASE_DIR)/nss
+NSS_SO      := $(RELEASE_DIR)/libnss_libvirt_guest.so
+
+.PHONY: nss-module check-nss
+
+# One cdylib serves both services; glibc dlopens libnss_<service>.so.2, and each installed
+# name should carry that SONAME (objdump -p, dpkg-shlibdeps). patchelf is in deps group nss.
+nss-module:
+	$(CARGO) build --release -p nss-libvirt-guest --lib
+	@mkdir -p $(NSS_OUT)
+	@for n in libnss_libvirt.so.2 libnss_libvirt_guest.so.2; do \
+	  cp $(NSS_SO) $(NSS_OUT)/$$n.tmp && patchelf --set-soname $$n $(NSS_OUT)/$$n.tmp && mv $(NSS_OUT)/$$n.tmp $(NSS_OUT)/$$n; \
+	  echo "nss-module: $(NSS_OUT)/$$n (SONAME $$(objdump -p $(NSS_OUT)/$$n | awk '/SONAME/ {print $$2}'))"; \
+	done
+
+check-nss: nss-module
+	@start=$$(date +%s); \
+	$(CARGO) test -p nss-libvirt-guest --test glibc -- --ignored --test-threads=1; \
+	for n in libnss_libvirt.so.2 libnss_libvirt_guest.so.2; do \
+	  so=$$(objdump -p $(NSS_OUT)/$$n | awk '/SONAME/ {print $$2}'); \
+	  [ "$$so" = "$$n" ] || { echo "check-nss: $(NSS_OUT)/$$n has SONAME '$$so'" >&2; exit 1; }; \
+	done; \
+	echo "check-nss: SONAMEs of $(NSS_OUT)/libnss_libvirt{,_guest}.so.2 are right"; \
+	echo "check-nss: passed in $$(( $$(date +%s) - start )) s"
