@@ -439,29 +439,31 @@ pub fn execute(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
 }
 
 fn describe_plan(plan: &Plan) -> Vec<String> {
+    fn line(name: &str, side: &str, before: String, after: String) -> String {
+        if before == after {
+            format!("{name} {side}: {before} (unchanged)")
+        } else {
+            format!("{name} {side}: {before} -> {after}")
+        }
+    }
+    let q = |m: Mask| quoted(Some(m));
     let mut v = Vec::new();
     if let Some(c) = plan.active {
-        v.push(format!(
-            "apmask active: \"{}\" -> \"{}\"",
-            c.before.0.ranges(),
-            c.after.0.ranges()
-        ));
-        v.push(format!(
-            "aqmask active: \"{}\" -> \"{}\"",
-            c.before.1.ranges(),
-            c.after.1.ranges()
-        ));
+        v.push(line("apmask", "active", q(c.before.0), q(c.after.0)));
+        v.push(line("aqmask", "active", q(c.before.1), q(c.after.1)));
     }
     if let Some((o, n)) = plan.persistent {
-        v.push(format!(
-            "apmask persistent: {} -> {}",
+        v.push(line(
+            "apmask",
+            "persistent",
             quoted(o.apmask),
-            quoted(n.apmask)
+            quoted(n.apmask),
         ));
-        v.push(format!(
-            "aqmask persistent: {} -> {}",
+        v.push(line(
+            "aqmask",
+            "persistent",
             quoted(o.aqmask),
-            quoted(n.aqmask)
+            quoted(n.aqmask),
         ));
     }
     v
@@ -517,7 +519,7 @@ fn set_cmd(root: &Root, a: &SetArgs) -> anyhow::Result<i32> {
         }
         if a.dry_run {
             for l in describe_plan(&p) {
-                println!("would change {l}");
+                println!("dry run: {l}");
             }
             println!("dry run: nothing written");
             return Ok(0);
@@ -585,11 +587,11 @@ fn list(root: &Root, json: bool) -> anyhow::Result<i32> {
 }
 
 pub fn render_list(cards: &[inventory::Card], owners: &[inventory::ApqnOwner]) -> String {
-    let mut out = String::from("CARD  HWTYPE  VFIO_AP  QUEUES\n");
+    let mut out = String::from("CARD  HWTYPE  VFIO_AP            QUEUES\n");
     for c in cards {
         let _ = writeln!(
             out,
-            "{:<6}{:<8}{:<9}{}",
+            "{:<6}{:<8}{:<19}{}",
             format!("{:02x}", c.adapter),
             c.hwtype,
             if c.vfio_ap_capable() {

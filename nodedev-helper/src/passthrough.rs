@@ -131,6 +131,8 @@ impl Ctx<'_> {
         if self.root.base() != Path::new("/") {
             c.env(crate::root::MDEVCTL_ENV_ROOT, self.root.base());
         }
+        // mdevctl's error is relayed to the user; a Rust backtrace in it would bury it
+        c.env("RUST_BACKTRACE", "0");
         let cannot = || format!("cannot run {}", self.mdevctl.display());
         let mut child = c.spawn().with_context(cannot)?;
         if let Some(mut pipe) = child.stdin.take() {

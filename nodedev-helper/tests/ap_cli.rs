@@ -146,11 +146,11 @@ fn dry_run_changes_nothing() {
     let before = h.snapshot();
     let out = h.ok(&["ap", "set", "--dry-run", "apmask=-2", "aqmask=-43"]);
     assert!(
-        out.contains("would change apmask active: \"0-255\" -> \"0-1,3-255\""),
+        out.contains("dry run: apmask active: \"0-255\" -> \"0-1,3-255\""),
         "{out}"
     );
     assert!(
-        out.contains("would change aqmask persistent: - -> \"0-42,44-255\""),
+        out.contains("dry run: aqmask persistent: - -> \"0-42,44-255\""),
         "{out}"
     );
     assert_eq!(h.snapshot(), before);
@@ -213,8 +213,14 @@ fn list_shows_cards_owners_and_problems() {
     h.mdev(U1, "auto", 2, 43, true);
     h.mdev(U2, "manual", 5, 44, false);
     let out = h.ok(&["ap", "list"]);
-    assert!(out.contains("02    13      yes"), "{out}");
-    assert!(out.contains("05    9       no (hwtype < 10)"), "{out}");
+    assert!(
+        out.contains("02    13      yes                2\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("05    9       no (hwtype < 10)   2\n"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
             "2.43     02.002b  assigned to active mdev {U1}; defined for mdev {U1} (auto)"

@@ -1,0 +1,30 @@
+# AP masks, crypto inventory and one-command crypto passthrough (issue 5; nodedev-helper ap,
+# nodedev-helper passthrough).
+#
+#   make check-apmask   the passthrough tests that run the real mdevctl 1.4.0 (MDEVCTL_ENV_ROOT);
+#                       the rest of the ap/passthrough tests run in `cargo test`
+#   make demo-crypto    the walkthrough: inventory, the seed's mask examples, a refused
+#                       conflicting change, passthrough (dry run + real mdevctl with rollback),
+#                       removal
+CHECK_TARGETS += check-apmask
+DEMO_TARGETS  += demo-crypto
+
+# mdevctl >= 1.3 (honours MDEVCTL_ENV_ROOT); the same install mk/callout.mk uses, built from
+# crates.io once (RST2MAN=/bin/true: no man page tool needed)
+APMASK_MDEVCTL_ROOT ?= $(TARGET_DIR)/tools/mdevctl-1.4.0
+APMASK_MDEVCTL      := $(APMASK_MDEVCTL_ROOT)/bin/mdevctl
+
+.PHONY: apmask-mdevctl check-apmask demo-crypto
+
+apmask-mdevctl:
+	@test -x $(APMASK_MDEVCTL) || { mkdir -p $(APMASK_MDEVCTL_ROOT); \
+	  echo "apmask: building mdevctl 1.4.0 into $(APMASK_MDEVCTL_ROOT)"; \
+	  RST2MAN=/bin/true $(CARGO) install mdevctl --version 1.4.0 --locked --root $(APMASK_MDEVCTL_ROOT) \
+	    >$(APMASK_MDEVCTL_ROOT).apmask.log 2>&1 || { cat $(APMASK_MDEVCTL_ROOT).apmask.log; exit 1; }; }
+
+check-apmask: apmask-mdevctl
+	NODEDEV_HELPER_TEST_MDEVCTL=$(APMASK_MDEVCTL) $(CARGO) test -p nodedev-helper --test passthrough -- --ignored
+
+demo-crypto: apmask-mdevctl
+	@$(CARGO) build --release -p nodedev-helper
+	@NODEDEV_HELPER=$(RELEASE_DIR)/nodedev-helper MDEVCTL=$(APMASK_MDEVCTL) nodedev-helper/tests/passthrough-demo.sh
