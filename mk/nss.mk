@@ -33,3 +33,9 @@ check-nss: nss-module
 	done; \
 	echo "check-nss: SONAMEs of $(NSS_OUT)/libnss_libvirt{,_guest}.so.2 are right"; \
 	echo "check-nss: passed in $$(( $$(date +%s) - start )) s"
+
+BENCH_TARGETS += bench-nss
+DEPS_GROUPS   += bench
+.PHONY: bench-nss
+bench-nss: nss-module
+	python3 $(NSS_DIR)/bench/run.py --nss-dir $(NSS_OUT) $(if $(QUICK),--quick)

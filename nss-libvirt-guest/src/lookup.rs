@@ -112,6 +112,8 @@ pub enum Content {
     Status(Arc<StatusFile>),
     Macs(Arc<MacsFile>),
     Unusable(String),
+    /// Not parsed: the lookup's prefilter showed it cannot match.
+    Skipped,
 }
 
 /// One file of the lease directory as a lookup saw it.
@@ -209,7 +211,8 @@ struct CachedDir {
 struct CachedFile {
     path: PathBuf,
     key: Key,
-    content: Content,
+    /// None: read once, skipped by the prefilter, not parsed yet.
+    content: Option<Content>,
 }
 
 /// Parsed files and directory listings, bounded by [`MAX_CACHED_BYTES`] and friends.
@@ -269,7 +272,11 @@ impl Cache {
         Ok(names)
     }
 
-    fn file(&mut self, path: PathBuf, kind: Kind) -> FileView {
+    /// `dir/name` as a lookup needs it. With `needles`, a file not yet parsed whose bytes
+    /// contain none of them (ASCII case-insensitively) cannot match and is not parsed: a
+    /// one-shot process (ssh) then parses only the file holding the name. A file seen a
+    /// second time with the same key is parsed, indexed and kept for the next lookups.
+    fn file(&mut self, path: PathBuf, kind: Kind, needles: Option<&[String]>) -> FileView {
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
@@ -288,19 +295,50 @@ impl Cache {
             };
         }
         let key = Key::of(&meta);
+        let mut seen_before = false;
         if let Some(f) = self.files.iter().find(|f| f.path == path) {
             if f.key == key {
-                return FileView {
-                    content: f.content.clone(),
-                    path,
-                    kind,
-                };
+                if let Some(c) = &f.content {
+                    return FileView {
+                        content: c.clone(),
+                        path,
+                        kind,
+                    };
+                }
+                seen_before = true;
             }
         }
-        let content = read_and_parse(&path, kind);
+        if needles.is_some_and(|n| n.is_empty()) && !seen_before {
+            return FileView {
+                path,
+                kind,
+                content: Content::Skipped,
+            };
+        }
+        let bytes = match read_capped(&path) {
+            Ok(b) => b,
+            Err(why) => {
+                return FileView {
+                    path,
+                    kind,
+                    content: Content::Unusable(why),
+                };
+            }
+        };
+        let prefilter = !seen_before && needles.is_some() && !has_unicode_escape(&bytes);
+        let content = if prefilter
+            && !needles
+                .unwrap_or(&[])
+                .iter()
+                .any(|n| contains_ci(&bytes, n.as_bytes()))
+        {
+            None
+        } else {
+            Some(parse(&bytes, kind))
+        };
         self.files.retain(|f| f.path != path);
         self.bytes = self.files.iter().map(|f| f.key.size).sum();
-        if key.settled() && key.size <= MAX_FILE_BYTES {
+        if key.settled() {
             if self.files.len() >= MAX_CACHED_FILES || self.bytes + key.size > MAX_CACHED_BYTES {
                 self.files = Vec::new();
                 self.bytes = 0;
@@ -315,33 +353,88 @@ impl Cache {
         FileView {
             path,
             kind,
-            content,
+            content: content.unwrap_or(Content::Skipped),
         }
     }
 
-    /// The relevant files of `dir`; `.macs` files only when `want_macs`.
-    /// Errors: the directory exists but cannot be listed.
-    pub fn snapshot(&mut self, dir: &Path, want_macs: bool) -> io::Result<Snapshot> {
+    /// The files a forward lookup of `name` needs, prefiltered by what can match:
+    /// `libvirt`: `.status` files containing the name; `libvirt_guest`: `.macs` files
+    /// containing the domain name, then `.status` files containing one of its MACs.
+    pub fn snapshot_for(
+        &mut self,
+        dir: &Path,
+        service: Service,
+        name: &str,
+    ) -> io::Result<Snapshot> {
+        let Some(names) = self.dir_names(dir)? else {
+            return Ok(Snapshot::default());
+        };
+        let name_lc = [name.to_ascii_lowercase()];
+        let mut files = Vec::with_capacity(names.len());
+        let macs: Vec<String> = match service {
+            Service::Libvirt => Vec::new(),
+            Service::Guest => {
+                for (n, kind) in names.iter().filter(|(_, k)| *k == Kind::Macs) {
+                    files.push(self.file(dir.join(n), *kind, Some(&name_lc)));
+                }
+                let mut macs = Vec::new();
+                for f in &files {
+                    if let Content::Macs(m) = &f.content {
+                        for e in m.for_domain(&name_lc[0]) {
+                            for mac in &e.macs {
+                                if !macs.contains(mac) {
+                                    macs.push(mac.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                macs
+            }
+        };
+        let needles: &[String] = match service {
+            Service::Libvirt => &name_lc,
+            Service::Guest => &macs,
+        };
+        for (n, kind) in names.iter().filter(|(_, k)| *k == Kind::Status) {
+            files.push(self.file(dir.join(n), *kind, Some(needles)));
+        }
+        Ok(Snapshot {
+            files,
+            dir_exists: true,
+        })
+    }
+
+    /// The relevant names in `dir`, or None if it does not exist.
+    fn dir_names(&mut self, dir: &Path) -> io::Result<Option<Vec<(OsString, Kind)>>> {
         let meta = match fs::metadata(dir) {
             Ok(m) => m,
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
                     || e.raw_os_error() == Some(libc::ENOTDIR) =>
             {
-                return Ok(Snapshot::default());
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
         if !meta.is_dir() {
-            return Ok(Snapshot::default());
+            return Ok(None);
         }
-        let names = self.listing(dir, Key::of(&meta))?;
+        self.listing(dir, Key::of(&meta)).map(Some)
+    }
+
+    /// The relevant files of `dir`; `.macs` files only when `want_macs`.
+    /// Errors: the directory exists but cannot be listed.
+    pub fn snapshot(&mut self, dir: &Path, want_macs: bool) -> io::Result<Snapshot> {
+        let Some(names) = self.dir_names(dir)? else {
+            return Ok(Snapshot::default());
+        };
         let mut files = Vec::with_capacity(names.len());
         for (name, kind) in names {
             if kind == Kind::Macs && !want_macs {
                 continue;
             }
-            files.push(self.file(dir.join(name), kind));
+            files.push(self.file(dir.join(name), kind, None));
         }
         Ok(Snapshot {
             files,
@@ -350,21 +443,55 @@ impl Cache {
     }
 }
 
-fn read_and_parse(path: &Path, kind: Kind) -> Content {
+fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     // std opens with O_CLOEXEC.
     let mut bytes = Vec::new();
-    let read =
-        fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
-    if let Err(e) = read {
-        return Content::Unusable(format!("cannot read: {e}"));
-    }
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Content::Unusable(format!("larger than {MAX_FILE_BYTES} bytes, ignored"));
+        return Err(format!("larger than {MAX_FILE_BYTES} bytes, ignored"));
     }
+    Ok(bytes)
+}
+
+fn parse(bytes: &[u8], kind: Kind) -> Content {
     match kind {
-        Kind::Status => Content::Status(Arc::new(StatusFile::parse(&bytes))),
-        Kind::Macs => Content::Macs(Arc::new(MacsFile::parse(&bytes))),
+        Kind::Status => Content::Status(Arc::new(StatusFile::parse(bytes))),
+        Kind::Macs => Content::Macs(Arc::new(MacsFile::parse(bytes))),
     }
+}
+
+/// A `\u` escape could spell a name without its plain bytes: no prefilter then.
+fn has_unicode_escape(b: &[u8]) -> bool {
+    b.contains(&b'\\') && b.windows(2).any(|w| w == b"\\u")
+}
+
+/// ASCII case-insensitive substring search (`needle` already lower-case). The scan looks
+/// for the first byte with `| 0x20` (folds ASCII case; other bytes may give false
+/// candidates, which the full comparison rejects), a loop the compiler vectorizes.
+pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    let f = first | 0x20;
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        match hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b | 0x20 == f)
+        {
+            None => return false,
+            Some(p) => {
+                i += p;
+                if hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+    }
+    false
 }
 
 static CACHE: Mutex<Cache> = Mutex::new(Cache::new());
@@ -471,7 +598,7 @@ pub fn lookup(
         return Ok(Answer::NotFound);
     }
     with_cache(|cache| {
-        let snap = cache.snapshot(dir, service == Service::Guest)?;
+        let snap = cache.snapshot_for(dir, service, name)?;
         Ok(answer(&snap, name, service, family, now))
     })
 }
@@ -757,6 +884,37 @@ mod tests {
         assert_eq!(
             lookup(&tmp, "h", Service::Libvirt, Family::V4, NOW).unwrap(),
             Answer::NotFound
+        );
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn case_insensitive_search() {
+        for (hay, needle, want) in [
+            (&b"xx\"Fedora\"yy"[..], &b"fedora"[..], true),
+            (b"FEDOR", b"fedora", false),
+            (b"52:54:00:AA:bb:01", b"52:54:00:aa:bb:01", true),
+            (b"", b"a", false),
+            (b"abc", b"", true),
+            (b"\x8dfedora", b"-fedora", false),
+        ] {
+            assert_eq!(contains_ci(hay, needle), want, "{:?} in {:?}", needle, hay);
+        }
+    }
+
+    #[test]
+    fn prefilter_keeps_escaped_names_findable() {
+        let tmp = std::env::temp_dir().join(format!("nss-escape-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(
+            tmp.join("virbr0.status"),
+            r#"[{"ip-address": "10.0.0.1", "hostname": "\u0066edora", "expiry-time": 0}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            lookup(&tmp, "FEDORA", Service::Libvirt, Family::V4, NOW).unwrap(),
+            found(&[v4("10.0.0.1")])
         );
         fs::remove_dir_all(&tmp).unwrap();
     }

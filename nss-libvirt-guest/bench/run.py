@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Benchmark: Debian's libnss_libvirt{,_guest}.so.2 (package libnss-libvirt) against ours,
+side by side, on the same generated lease sets (10, 1,000, 10,000 leases over 4 networks).
+
+Each module runs in a private mount namespace (unshare -m) with the generated directory
+bind-mounted on /var/lib/libvirt/dnsmasq, the directory both modules have compiled in; ours
+is picked by LD_LIBRARY_PATH=<dir with libnss_libvirt{,_guest}.so.2> (make nss-module).
+Measured: in-process median µs per gethostbyname4_r call (nssbench.c, direct4 mode: what
+getaddrinfo(AF_UNSPEC), i.e. ssh, calls) for a hit and a miss of each service, peak RSS of the
+benchmark process, and one-shot `getent -s hosts:libvirt_guest ahosts NAME` wall time
+(hyperfine). Files are generated, then left to age past the module's 2 s "racy" window, as
+real lease files are. Needs root (mount namespaces).
+
+usage: run.py --nss-dir DIR [--work DIR] [--quick]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIZES = [10, 1000, 10000]
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def in_ns(leases, lib, script):
+    """Run script in a private mount namespace with leases on /var/lib/libvirt/dnsmasq."""
+    setup = f"""set -e
+base=/var/lib/libvirt; while [ ! -d "$base" ]; do base=$(dirname "$base"); done
+if [ "$base" != /var/lib/libvirt ]; then mount -t tmpfs vhk-nss-bench "$base"; fi
+mkdir -p /var/lib/libvirt/dnsmasq
+mount --bind '{leases}' /var/lib/libvirt/dnsmasq
+{"export LD_LIBRARY_PATH='" + lib + "'" if lib else "unset LD_LIBRARY_PATH"}
+unset LIBVIRT_NSS_LEASE_DIR
+{script}"""
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", setup],
+                       text=True, capture_output=True)
+    if r.returncode != 0:
+        sys.exit(f"bench: namespace run failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def parse_bench(out):
+    """nssbench lines -> list of dicts."""
+    rows = []
+    for line in out.splitlines():
+        if "median_us=" not in line:
+            continue
+        rows.append(dict(re.findall(r"(\w+)=\s*(\S+)", line)))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nss-dir", required=True, help="dir with our libnss_libvirt{,_guest}.so.2")
+    ap.add_argument("--work", default="/tmp/vhk-nss-bench")
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (mount namespaces); run `sudo make bench`")
+    for tool in ["gcc", "unshare", "hyperfine", "getent"]:
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} missing (scripts/deps.sh bench)")
+    for n in ["libnss_libvirt.so.2", "libnss_libvirt_guest.so.2"]:
+        if not os.path.isfile(os.path.join(args.nss_dir, n)):
+            sys.exit(f"bench: {args.nss_dir}/{n} missing (make nss-module)")
+    if not os.path.isfile("/usr/lib/x86_64-linux-gnu/libnss_libvirt.so.2") and not sh(
+            ["sh", "-c", "ldconfig -p | grep -c libnss_libvirt.so.2 || true"]).strip() != "0":
+        sys.exit("bench: Debian's libnss_libvirt.so.2 is not installed (package libnss-libvirt)")
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    nssbench = os.path.join(args.work, "nssbench")
+    sh(["gcc", "-O2", "-Wall", "-o", nssbench, os.path.join(HERE, "nssbench.c"), "-ldl"])
+    nss_dir = os.path.abspath(args.nss_dir)
+
+    manifests = {}
+    for n in SIZES:
+        d = os.path.join(args.work, f"leases-{n}")
+        manifests[n] = json.loads(sh([sys.executable, os.path.join(HERE, "gen_leases.py"),
+                                      "--dir", d, "-n", str(n), "--networks", "4"]))
+        manifests[n]["dir"] = d
+    time.sleep(3)  # past the module's racy window: lease files are normally older than 2 s
+
+    results = {}
+    for n in SIZES:
+        m = manifests[n]
+        iters = {10: 4000, 1000: 1000, 10000: 150}[n]
+        if args.quick:
+            iters = max(20, iters // 10)
+        queries = [("libvirt", m["hit_hostname_mid"], "hit"), ("libvirt", "no-such-host", "miss"),
+                   ("libvirt_guest", m["hit_domain_mid"], "hit"), ("libvirt_guest", "no-such-host", "miss")]
+        for impl, lib in [("libvirt", None), ("ours", nss_dir)]:
+            script = "\n".join(f"{nssbench} {svc} {q} {iters} direct4" for svc, q, _ in queries)
+            runs = 10 if args.quick else 40
+            script += (f"\nhyperfine -N --warmup 3 --runs {runs} --export-json {args.work}/hf-{impl}-{n}.json "
+                       f"'getent -s hosts:libvirt_guest ahosts {m['hit_domain_mid']}' "
+                       f"'getent -s hosts:files hosts localhost' >/dev/null")
+            rows = parse_bench(in_ns(m["dir"], lib, script))
+            with open(f"{args.work}/hf-{impl}-{n}.json") as f:
+                hf = json.load(f)["results"]
+            for (svc, q, kind), row in zip(queries, rows):
+                want = 0 if kind == "miss" else 1
+                if (int(row["results"]) > 0) != bool(want):
+                    sys.exit(f"bench: {impl} {svc} {q}: {row['results']} results, expected {'some' if want else 'none'}")
+                results[(n, impl, svc, kind)] = (float(row["median_us"]), int(row["maxrss_kb"]))
+            results[(n, impl, "getent")] = hf[0]["median"] * 1000
+            results[(n, impl, "baseline")] = hf[1]["median"] * 1000
+
+    print()
+    print("NSS lookup: Debian libnss-libvirt (libvirt 9.0.0) vs ours, same lease sets, 4 networks")
+    print("in-process median µs per gethostbyname4_r call (nssbench direct4), one-shot getent median ms")
+    print()
+    hdr = f"{'leases':>7} | {'lookup':<22} | {'libvirt':>10} | {'ours':>9} | {'ratio':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    worst = {}
+    for n in SIZES:
+        for svc in ["libvirt", "libvirt_guest"]:
+            for kind in ["hit", "miss"]:
+                a = results[(n, "libvirt", svc, kind)][0]
+                b = results[(n, "ours", svc, kind)][0]
+                worst[n] = min(worst.get(n, 1e9), a / b)
+                print(f"{n:>7} | {svc + ' ' + kind:<22} | {a:>8.1f}µs | {b:>7.1f}µs | {a / b:>7.1f}×")
+        a = results[(n, "libvirt", "getent")]
+        b = results[(n, "ours", "getent")]
+        base = results[(n, "ours", "baseline")]
+        print(f"{n:>7} | {'getent ahosts (guest)':<22} | {a:>8.2f}ms | {b:>7.2f}ms | {a / b:>7.1f}×"
+              f"   (process baseline {base:.2f} ms)")
+    print()
+    print("peak RSS of the benchmark process (KB) after all lookups: " + ", ".join(
+        f"{n} leases: libvirt {results[(n, 'libvirt', 'libvirt_guest', 'miss')][1]}, "
+        f"ours {results[(n, 'ours', 'libvirt_guest', 'miss')][1]}" for n in SIZES))
+    rss_first = results[(SIZES[-1], "ours", "libvirt", "hit")][1]
+    rss_last = results[(SIZES[-1], "ours", "libvirt_guest", "miss")][1]
+    print(f"ours at {SIZES[-1]} leases: peak RSS {rss_first} KB after the first series, {rss_last} KB after all four")
+    print("slowest ratio per size: " + ", ".join(f"{n}: {worst[n]:.1f}×" for n in SIZES))
+    targets = {10: 5, 10000: 20}
+    for n, t in targets.items():
+        print(f"target at {n} leases: ≥{t}× — {'met' if worst[n] >= t else 'NOT met'} (slowest {worst[n]:.1f}×)")
+    if min(worst.values()) < 1:
+        print("ours is SLOWER than libvirt somewhere above")
+    shutil.rmtree(args.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
