@@ -243,10 +243,25 @@ pub fn read_disk(path: &Path) -> Result<Disk, PartedError> {
         })
         .collect();
     let ext = partitions.iter().find(|p| p.extended).copied();
+    // libparted's msdos label reserves the trailing partial cylinder as metadata (libvirt's
+    // parthelper lists it so), but `parted print free` shows it as free: trim it off.
+    let cyl = heads * sectors * listing.logical_sector_size;
+    let whole = if cyl == 0 {
+        listing.size
+    } else {
+        listing.size / cyl * cyl
+    };
     let free = listing
         .free
         .iter()
-        .map(|&(start, end)| Extent {
+        .map(|&(start, end)| {
+            if label == Label::Dos && end == listing.size && whole > start {
+                (start, whole)
+            } else {
+                (start, end)
+            }
+        })
+        .map(|(start, end)| Extent {
             start,
             end,
             kind: match ext {
