@@ -246,11 +246,10 @@ pub fn read_disk(path: &Path) -> Result<Disk, PartedError> {
     // libparted's msdos label reserves the trailing partial cylinder as metadata (libvirt's
     // parthelper lists it so), but `parted print free` shows it as free: trim it off.
     let cyl = heads * sectors * listing.logical_sector_size;
-    let whole = if cyl == 0 {
-        listing.size
-    } else {
-        listing.size / cyl * cyl
-    };
+    let whole = listing
+        .size
+        .checked_div(cyl)
+        .map_or(listing.size, |n| n * cyl);
     let free = listing
         .free
         .iter()
