@@ -24,7 +24,7 @@ nss-module:
 	  echo "nss-module: $(NSS_OUT)/$$n (SONAME $$(objdump -p $(NSS_OUT)/$$n | awk '/SONAME/ {print $$2}'))"; \
 	done
 
-check-nss: nss-module
+check-nss: nss-module fuzz-nss
 	@start=$$(date +%s); \
 	$(CARGO) test -p nss-libvirt-guest --test glibc -- --ignored --test-threads=1; \
 	for n in libnss_libvirt.so.2 libnss_libvirt_guest.so.2; do \
@@ -39,3 +39,18 @@ DEPS_GROUPS   += bench
 .PHONY: bench-nss
 bench-nss: nss-module
 	python3 $(NSS_DIR)/bench/run.py --nss-dir $(NSS_OUT) $(if $(QUICK),--quick)
+
+# Fuzz targets for the lease and mac-map parsers (nss-libvirt-guest/fuzz, its own workspace):
+# built with the stable toolchain (RUSTC_BOOTSTRAP=1 for the sanitizer flags), then each run
+# for NSS_FUZZ_SECONDS from the seed files. Part of check-nss.
+CARGO_TOOLS     += cargo-fuzz
+NSS_FUZZ_SECONDS ?= 10
+.PHONY: fuzz-nss
+fuzz-nss:
+	cd $(NSS_DIR)/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz cargo fuzz build
+	@for t in status macs; do \
+	  mkdir -p $(TARGET_DIR)/fuzz/corpus-nss-$$t; \
+	  (cd $(NSS_DIR)/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz cargo fuzz run $$t \
+	    $(TARGET_DIR)/fuzz/corpus-nss-$$t seeds/$$t -- -max_total_time=$(NSS_FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	    | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY' ) || exit 1; \
+	done

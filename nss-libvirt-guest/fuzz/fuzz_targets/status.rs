@@ -1,0 +1,36 @@
+//! Any bytes as a `<bridge>.status` lease file: the parser must not panic, hang or recurse
+//! without bound, and what it returns must be consistent with the input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nss_libvirt_guest::json;
+use nss_libvirt_guest::leases::StatusFile;
+use nss_libvirt_guest::lookup::contains_ci;
+
+fuzz_target!(|data: &[u8]| {
+    let arr = json::parse_array(data);
+    for (off, _) in &arr.elements {
+        assert!(*off < data.len());
+    }
+    if let Some(e) = &arr.error {
+        assert!(e.offset <= data.len());
+    }
+    let f = StatusFile::parse(data);
+    for l in &f.leases {
+        assert!(l.offset < data.len());
+        if let Some(h) = &l.hostname {
+            // every parsed hostname is findable through its own index
+            assert!(
+                f.with_hostname(&h.to_ascii_lowercase())
+                    .any(|x| x.offset == l.offset)
+            );
+            // the prefilter never hides a name written without escapes
+            if !data.contains(&b'\\') {
+                assert!(contains_ci(data, h.to_ascii_lowercase().as_bytes()));
+            }
+        }
+    }
+    for p in &f.problems {
+        assert!(p.offset <= data.len());
+    }
+});
