@@ -424,3 +424,38 @@ fn plan_rejects_bad_input() {
     // usage errors are status 2 (clap)
     assert_eq!(run(&["plan", "--mode", "fast"]).status.code(), Some(2));
 }
+
+#[test]
+fn start_alignment_on_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "a.img", 32 << 20, Some("msdos"));
+    let path = img.to_str().unwrap();
+    for grain in ["1MiB", "optimal", "cylinder"] {
+        let v = json_ok(&[
+            "create",
+            path,
+            "--capacity",
+            "100K",
+            "--align-start",
+            grain,
+            "--json",
+        ]);
+        let (s, e) = (v["start"].as_u64().unwrap(), v["end"].as_u64().unwrap());
+        // an image file has no queue limits: optimal falls back to 1 MiB, as parted does
+        let g = if grain == "cylinder" { CYL } else { 1 << 20 };
+        assert_eq!(s % g, 0, "{grain}: start {s}");
+        assert_eq!((e + 1) % CYL, 0);
+        assert!(table(&img).contains(&(v["number"].as_u64().unwrap() as u32, s, e)));
+    }
+    let e = err(&[
+        "plan",
+        path,
+        "--capacity",
+        "1M",
+        "--mode",
+        "libvirt",
+        "--align-start",
+        "1MiB",
+    ]);
+    assert!(e.contains("not available in libvirt mode"), "{e}");
+}
