@@ -41,6 +41,7 @@ set -euo pipefail
 # ---------------------------------------------------------------- configuration
 RIG_NAME=${RIG_NAME:-vhk}                       # prefix of the netns / veth names (<= 12 chars)
 case "$RIG_NAME" in ""|*[!a-z0-9]*) echo "[rig] ERROR: RIG_NAME must be lower-case letters/digits (got '$RIG_NAME')" >&2; exit 2;; esac
+[ ${#RIG_NAME} -le 12 ] || { echo "[rig] ERROR: RIG_NAME '$RIG_NAME' is longer than 12 characters (interface names)" >&2; exit 2; }
 # a per-name number keeps default subnets of concurrent rigs distinct (each lives in its own
 # netns anyway, but distinct addresses make logs and lease files unambiguous)
 RIG_NUM=$(( $(printf '%s' "$RIG_NAME" | cksum | cut -d' ' -f1) % 150 + 50 ))
@@ -364,6 +365,7 @@ do_down() {
     fi
     if [ "$RIG_KEEP" = 1 ]; then log "kept $RIG_DIR (RIG_KEEP=1)"; else rm -rf "$RIG_DIR"; fi
   fi
+  [ -n "${LOCK:-}" ] && [ ! -e "$RIG_DIR" ] && rm -f "$LOCK"
   log "down"
 }
 
@@ -881,8 +883,14 @@ case "$cmd" in
   up|down)
     [ "$(id -u)" = 0 ] || die "must run as root (creates netns / mount ns, runs libvirtd)"
     check_dir_safe
-    exec 9>"${RIG_DIR%/}.lock"
-    flock -w 300 9 || die "another rig.sh holds ${RIG_DIR%/}.lock"
+    LOCK=${RIG_DIR%/}.lock
+    # "down" removes the lock file while holding it; a waiter that then gets the lock on the
+    # removed file must retry on the current one (compare the inodes)
+    while :; do
+      exec 9>"$LOCK"
+      flock -w 300 9 || die "another rig.sh holds $LOCK"
+      [ "$(stat -L -c %i /proc/self/fd/9)" = "$(stat -c %i "$LOCK" 2>/dev/null)" ] && break
+    done
     UP_STARTED=0
     # shellcheck disable=SC2154  # rc is assigned inside the trap string
     trap 'rc=$?
