@@ -12,11 +12,13 @@ E2E_NSS_SO ?= $(RELEASE_DIR)/libnss_libvirt_guest.so
 
 .PHONY: e2e-build rig-up rig-down rig-status
 
-# what the rig installs: the NSS module (+ the diagnostic CLI the demo shows)
-# (and the packages the rig needs, when make check/demo has not installed them already)
+# what the rig installs: the NSS module (+ the diagnostic CLI the demo shows), and its
+# correctly SONAMEd copies $(RELEASE_DIR)/nss/libnss_libvirt{,_guest}.so.2 (mk/nss.mk), which
+# the rig prefers; plus the packages the rig needs when make check/demo has not installed them
 e2e-build:
-	@scripts/deps.sh e2e
+	@scripts/deps.sh e2e nss
 	$(CARGO) build --release -p nss-libvirt-guest
+	$(MAKE) --no-print-directory nss-module
 
 rig-up: e2e-build
 	RIG_NSS_SO=$(E2E_NSS_SO) $(E2E_RIG) up

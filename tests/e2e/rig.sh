@@ -153,7 +153,9 @@ nss_resolve_module() {  # [KIND] [SO]
   if [ "$kind" = ours ]; then
     so=$(readlink -f "$so"); d=$(dirname "$so")/nss
     # correctly SONAMEd copies made by the build (mk/nss.mk), else the one .so for both
-    if [ -f "$d/libnss_libvirt.so.2" ] && [ -f "$d/libnss_libvirt_guest.so.2" ]; then
+    # (only when not older than the .so: a stale copy would test old code)
+    if [ -f "$d/libnss_libvirt.so.2" ] && [ -f "$d/libnss_libvirt_guest.so.2" ] \
+       && ! [ "$so" -nt "$d/libnss_libvirt.so.2" ] && ! [ "$so" -nt "$d/libnss_libvirt_guest.so.2" ]; then
       NSS_SRC_MAIN=$d/libnss_libvirt.so.2 NSS_SRC_GUEST=$d/libnss_libvirt_guest.so.2
     else
       NSS_SRC_MAIN=$so NSS_SRC_GUEST=$so
