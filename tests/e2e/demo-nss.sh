@@ -103,8 +103,8 @@ if [ -n "$NSS_CLI" ] && [ -x "$NSS_CLI" ]; then
   "$RIG" virsh destroy "$RIG_DOMAIN_NAME" >/dev/null
   show getent hosts "$RIG_DOMAIN_NAME"
   note "Why? --explain lists every lease considered and why it was taken or rejected:"
-  show_as "nss-libvirt-guest lookup $RIG_DOMAIN_NAME --explain" "$NSS_CLI" lookup "$RIG_DOMAIN_NAME" --explain
-  show_as "nss-libvirt-guest lookup no-such-guest --explain" "$NSS_CLI" lookup no-such-guest --explain
+  show_as "nss-libvirt-guest lookup $RIG_DOMAIN_NAME --service libvirt_guest --explain" \
+    "$NSS_CLI" lookup "$RIG_DOMAIN_NAME" --service libvirt_guest --explain
 else
   note "The diagnostic CLI is not built yet (${NSS_CLI:-NSS_CLI unset}); this is where the demo shows"
   note "'nss-libvirt-guest list' and 'nss-libvirt-guest lookup NAME --explain'."
