@@ -1,0 +1,487 @@
+//! `nss-libvirt-guest`: the diagnostic command for people whose `ssh guest` fails.
+//!
+//! `lookup` resolves a name exactly as the module does (same code) and, with `--explain`,
+//! shows every lease file and entry considered and why it was taken or rejected; `list`
+//! shows every live guest; `check` reads nsswitch.conf and looks for the module where
+//! glibc loads it. `--json` on all three, for scripts.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use nss_libvirt_guest::lookup::{
+    self, Answer, Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
+};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "nss-libvirt-guest",
+    version,
+    about = "Explain how libvirt guest names resolve through the libvirt / libvirt_guest NSS modules",
+    long_about = "Explain how libvirt guest names resolve through the libvirt (DHCP hostname) and \
+libvirt_guest (domain name) NSS services, using the same code as libnss_libvirt{,_guest}.so.2.\n\n\
+Exit status: 0 resolved / nothing wrong, 1 not resolved / problems found or errors, 2 wrong usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Lease directory to read instead of /var/lib/libvirt/dnsmasq (tests).
+    #[arg(long, global = true, hide = true)]
+    lease_dir: Option<PathBuf>,
+    /// nsswitch.conf to read instead of /etc/nsswitch.conf (tests).
+    #[arg(long, global = true, hide = true)]
+    nsswitch: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Svc {
+    Libvirt,
+    #[value(name = "libvirt_guest")]
+    LibvirtGuest,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Resolve NAME as the module does; --explain shows every lease considered and why.
+    Lookup {
+        name: String,
+        /// Only this service (default: libvirt, then libvirt_guest, as in nsswitch.conf).
+        #[arg(long, value_enum)]
+        service: Option<Svc>,
+        /// Show every lease file read and every entry considered, taken or rejected and why.
+        #[arg(long)]
+        explain: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every live guest: domain, hostname, MAC, address, expiry, bridge.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check nsswitch.conf (and authselect's user-nsswitch.conf) and the module's installation.
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn read_dir(dir: &Path) -> Result<Snapshot> {
+    snapshot_uncached(dir)
+        .with_context(|| format!("cannot read the lease directory {}", dir.display()))
+}
+
+fn expiry_text(e: i64) -> String {
+    if e == 0 {
+        "never".into()
+    } else {
+        format!("{e}")
+    }
+}
+
+/// Every entry of every file, with the verdict for `name` under `service`.
+fn explain(snap: &Snapshot, name: &str, service: Service, now: i64) -> Vec<Value> {
+    let lc = name.to_ascii_lowercase();
+    let mut macs: Vec<String> = Vec::new();
+    for (_, m) in snap.macs_files() {
+        for e in m.for_domain(&lc) {
+            macs.extend(e.macs.iter().cloned());
+        }
+    }
+    let mut out = Vec::new();
+    for f in &snap.files {
+        let file = f.path.display().to_string();
+        match &f.content {
+            Content::Unusable(why) => {
+                out.push(json!({"file": file, "verdict": "file skipped", "reason": why}))
+            }
+            Content::Skipped => {}
+            Content::Macs(m) => {
+                for p in &m.problems {
+                    out.push(json!({"file": file, "offset": p.offset, "verdict": "entry skipped", "reason": p.reason}));
+                }
+                if service == Service::Guest {
+                    for e in m.for_domain(&lc) {
+                        out.push(json!({"file": file, "offset": e.offset, "verdict": "domain found",
+                            "reason": format!("domain {} has MACs {}", e.domain, e.macs.join(", "))}));
+                    }
+                }
+            }
+            Content::Status(s) => {
+                for p in &s.problems {
+                    out.push(json!({"file": file, "offset": p.offset, "verdict": "entry skipped", "reason": p.reason}));
+                }
+                for l in &s.leases {
+                    let matches = match service {
+                        Service::Libvirt => match &l.hostname {
+                            None => Err("no hostname".to_string()),
+                            Some(h) if h.eq_ignore_ascii_case(name) => Ok(()),
+                            Some(h) => Err(format!("hostname {h} is another name")),
+                        },
+                        Service::Guest => match &l.mac {
+                            None => Err("no MAC address".into()),
+                            Some(m) if macs.contains(m) => Ok(()),
+                            Some(m) => Err(format!("MAC {m} not in the domain's list")),
+                        },
+                    };
+                    let (verdict, reason) = match matches {
+                        Err(r) => ("rejected", r),
+                        Ok(()) if !l.is_live(now) => {
+                            ("rejected", format!("expired at {}", l.expiry))
+                        }
+                        Ok(()) => ("taken", format!("expires {}", expiry_text(l.expiry))),
+                    };
+                    out.push(
+                        json!({"file": file, "offset": l.offset, "address": l.ip.to_string(),
+                        "verdict": verdict, "reason": reason}),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+fn cmd_lookup(
+    dir: &Path,
+    name: &str,
+    service: Option<Svc>,
+    explain_it: bool,
+    as_json: bool,
+) -> Result<bool> {
+    let snap = read_dir(dir)?;
+    let t = now();
+    let services = match service {
+        Some(Svc::Libvirt) => vec![Service::Libvirt],
+        Some(Svc::LibvirtGuest) => vec![Service::Guest],
+        None => vec![Service::Libvirt, Service::Guest],
+    };
+    let mut found = false;
+    let mut results = Vec::new();
+    for s in services {
+        let (status, addrs): (&str, Vec<IpAddr>) =
+            match lookup::answer(&snap, name, s, Family::Any, t) {
+                Answer::Found(a) => ("found", a),
+                Answer::NoData => ("no-data", vec![]),
+                Answer::NotFound => ("not-found", vec![]),
+            };
+        found |= !addrs.is_empty();
+        let steps = if explain_it {
+            explain(&snap, name, s, t)
+        } else {
+            vec![]
+        };
+        if !as_json {
+            let shown = if addrs.is_empty() {
+                status.to_string()
+            } else {
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!("{name} ({}): {shown}", s.name());
+            for st in &steps {
+                println!(
+                    "  {} {}{}{}: {}",
+                    st["verdict"].as_str().unwrap_or(""),
+                    st["file"].as_str().unwrap_or(""),
+                    st.get("offset")
+                        .map(|o| format!(" @{o}"))
+                        .unwrap_or_default(),
+                    st.get("address")
+                        .and_then(Value::as_str)
+                        .map(|a| format!(" {a}"))
+                        .unwrap_or_default(),
+                    st["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+        let mut r = json!({"service": s.name(), "status": status,
+            "addresses": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()});
+        if explain_it {
+            r["explain"] = Value::Array(steps);
+        }
+        results.push(r);
+    }
+    if !snap.dir_exists && !as_json {
+        println!(
+            "note: {} does not exist (is libvirt's network driver installed?)",
+            dir.display()
+        );
+    }
+    if as_json {
+        println!(
+            "{}",
+            json!({"name": name, "lease_dir": dir.display().to_string(), "results": results})
+        );
+    }
+    Ok(found)
+}
+
+fn cmd_list(dir: &Path, as_json: bool) -> Result<()> {
+    let snap = read_dir(dir)?;
+    let t = now();
+    let mut rows = Vec::new();
+    for (_, f, s) in snap.status_files() {
+        for l in s.leases.iter().filter(|l| l.is_live(t)) {
+            let domain = l.mac.as_ref().and_then(|m| {
+                snap.macs_files()
+                    .find_map(|(_, mf)| mf.owning(m).next().map(|e| e.domain.clone()))
+            });
+            rows.push(
+                json!({"domain": domain, "hostname": l.hostname, "mac": l.mac,
+                "address": l.ip.to_string(), "expiry": l.expiry, "bridge": f.bridge()}),
+            );
+        }
+    }
+    if as_json {
+        println!("{}", Value::Array(rows));
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<20} {:<18} {:<26} {:<11} BRIDGE",
+        "DOMAIN", "HOSTNAME", "MAC", "ADDRESS", "EXPIRY"
+    );
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "{:<20} {:<20} {:<18} {:<26} {:<11} {}",
+            s("domain"),
+            s("hostname"),
+            s("mac"),
+            s("address"),
+            expiry_text(r["expiry"].as_i64().unwrap_or(0)),
+            s("bridge")
+        );
+    }
+    Ok(())
+}
+
+/// The `hosts:` sources of an nsswitch.conf text, in order (actions like [NOTFOUND=return]
+/// kept as their own entries).
+fn hosts_sources(text: &str) -> Option<Vec<String>> {
+    text.lines().rev().find_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        let rest = l.strip_prefix("hosts:")?;
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut in_action = false;
+        for c in rest.chars() {
+            match c {
+                '[' => {
+                    in_action = true;
+                    cur.push(c)
+                }
+                ']' => {
+                    in_action = false;
+                    cur.push(c);
+                    out.push(std::mem::take(&mut cur));
+                }
+                c if c.is_whitespace() && !in_action => {
+                    if !cur.is_empty() {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                }
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        Some(out)
+    })
+}
+
+fn check_file(
+    path: &Path,
+    problems: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    let Some(src) = hosts_sources(&text) else {
+        problems.push(format!("{}: no hosts: line", path.display()));
+        return None;
+    };
+    let pos = |n: &str| src.iter().position(|s| s == n);
+    let ours: Vec<usize> = ["libvirt", "libvirt_guest"]
+        .iter()
+        .filter_map(|n| pos(n))
+        .collect();
+    if ours.is_empty() {
+        problems.push(format!(
+            "{}: hosts: lists neither libvirt nor libvirt_guest (add them after files: \"hosts: files libvirt libvirt_guest dns\")",
+            path.display()
+        ));
+    } else {
+        let first = *ours.iter().min().unwrap_or(&0);
+        if let Some(i) = src[..first]
+            .iter()
+            .position(|s| s.starts_with('[') && s.to_ascii_uppercase().contains("NOTFOUND=RETURN"))
+        {
+            problems.push(format!(
+                "{}: {} before libvirt stops lookups of unknown names before they reach the libvirt services",
+                path.display(),
+                src[i]
+            ));
+        }
+        for blocker in ["dns", "resolve", "mdns4_minimal", "myhostname"] {
+            if let Some(i) = pos(blocker) {
+                if i < first {
+                    notes.push(format!(
+                        "{}: {blocker} comes before the libvirt services: guest names are asked there first (slow, or answered wrongly)",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    Some(src)
+}
+
+fn cmd_check(nsswitch: Option<&Path>, as_json: bool) -> Result<bool> {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let mut files = Vec::new();
+    let main = nsswitch
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/etc/nsswitch.conf"));
+    let src = check_file(&main, &mut problems, &mut notes);
+    files.push(json!({"file": main.display().to_string(), "hosts": src}));
+    if nsswitch.is_none() {
+        let user = Path::new("/etc/authselect/user-nsswitch.conf");
+        if user.exists() {
+            notes.push("authselect manages /etc/nsswitch.conf: edit /etc/authselect/user-nsswitch.conf, then `authselect apply-changes`".into());
+            let src = check_file(user, &mut problems, &mut notes);
+            files.push(json!({"file": user.display().to_string(), "hosts": src}));
+        }
+    }
+    let triple = format!("{}-linux-gnu", std::env::consts::ARCH);
+    let dirs = [
+        format!("/lib/{triple}"),
+        format!("/usr/lib/{triple}"),
+        "/lib64".into(),
+        "/usr/lib64".into(),
+    ];
+    let mut modules = Vec::new();
+    for lib in ["libnss_libvirt.so.2", "libnss_libvirt_guest.so.2"] {
+        let found = dirs
+            .iter()
+            .map(|d| Path::new(d).join(lib))
+            .find(|p| p.exists());
+        if found.is_none() {
+            problems.push(format!(
+                "{lib} is not installed in any of {} (glibc cannot load it)",
+                dirs.join(", ")
+            ));
+        }
+        modules.push(json!({"module": lib, "path": found.map(|p| p.display().to_string())}));
+    }
+    let dir = Path::new(DEFAULT_LEASE_DIR);
+    if !dir.is_dir() {
+        notes.push(format!(
+            "{} does not exist yet: no libvirt network has run on this host",
+            dir.display()
+        ));
+    }
+    if as_json {
+        println!(
+            "{}",
+            json!({"ok": problems.is_empty(), "files": files, "modules": modules, "problems": problems, "notes": notes})
+        );
+    } else {
+        for f in &files {
+            println!(
+                "{}: hosts: {}",
+                f["file"].as_str().unwrap_or(""),
+                f["hosts"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        for m in &modules {
+            println!(
+                "{}: {}",
+                m["module"].as_str().unwrap_or(""),
+                m["path"].as_str().unwrap_or("NOT INSTALLED")
+            );
+        }
+        for n in &notes {
+            println!("note: {n}");
+        }
+        for p in &problems {
+            println!("problem: {p}");
+        }
+        println!(
+            "{}",
+            if problems.is_empty() {
+                "ok"
+            } else {
+                "problems found"
+            }
+        );
+    }
+    Ok(problems.is_empty())
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    let dir = cli
+        .lease_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_LEASE_DIR));
+    match cli.cmd {
+        Cmd::Lookup {
+            name,
+            service,
+            explain,
+            json,
+        } => cmd_lookup(&dir, &name, service, explain, json),
+        Cmd::List { json } => cmd_list(&dir, json).map(|()| true),
+        Cmd::Check { json } => cmd_check(cli.nsswitch.as_deref(), json),
+    }
+}
+
+fn main() -> ExitCode {
+    // Like other filters (ripgrep): `nss-libvirt-guest list | head` ends quietly on SIGPIPE.
+    // SAFETY: restoring the default disposition of a signal at startup, before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("nss-libvirt-guest: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
