@@ -8,7 +8,9 @@
 //!
 //! Shared domain modules: [`root`] (one host root for every path), [`apmask`] (masks and
 //! APQNs), [`sysfs`] (attribute and atomic file I/O), [`lock`] (the s390-tools AP configuration
-//! lock), [`mdev`] (mdevctl device JSON, active and defined vfio_ap mdevs).
+//! lock), [`mdev`] (mdevctl device JSON, active and defined vfio_ap mdevs), [`chzdev`]
+//! (chzdev's `apmask=`/`aqmask=` syntax), [`udev_rule`] (the persistent masks in chzdev's
+//! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN).
 
 pub mod ap;
 pub mod apmask;
