@@ -35,7 +35,7 @@ finish() {
     "$RIG" virsh create "$RIG_DIR/cfg/domain.xml" >/dev/null 2>&1 || true   # stopped by step 4
     say "The rig stays up (DEMO_KEEP=1). Explore it with:"
     echo "  RIG_NAME=$RIG_NAME $RIG exec getent ahosts $RIG_DOMAIN_NAME"
-    echo "  RIG_NAME=$RIG_NAME $RIG exec ssh $RIG_DOMAIN_NAME"
+    echo "  RIG_NAME=$RIG_NAME $RIG exec ssh $RIG_DOMAIN_NAME 'hostname; ip -br addr'"
     echo "  RIG_NAME=$RIG_NAME $RIG virsh list --all"
     echo "  RIG_NAME=$RIG_NAME $RIG down          # when done"
   else
