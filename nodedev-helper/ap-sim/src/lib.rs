@@ -4,9 +4,11 @@
 //! ([`mount`]) so that unmodified programs — mdevctl, shell `echo -2 > apmask`, our binaries —
 //! see a live sysfs. See README.md for the layout and the kernel behaviours it pins.
 
+pub mod fuse;
 pub mod mask;
 pub mod model;
 
+pub use fuse::{MountError, Mounted};
 pub use mask::{Mask, kstrtoul};
 pub use model::{
     CardConfig, ConfigError, DirEntry, Driver, HostConfig, Kind, MDEV_TYPE, MdevState, Sim, Stat,
