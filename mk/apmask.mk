@@ -1,8 +1,9 @@
 # AP masks, crypto inventory and one-command crypto passthrough (issue 5; nodedev-helper ap,
 # nodedev-helper passthrough).
 #
-#   make check-apmask   the passthrough tests that run the real mdevctl 1.4.0 (MDEVCTL_ENV_ROOT);
-#                       the rest of the ap/passthrough tests run in `cargo test`
+#   make check-apmask   the passthrough tests that run the real mdevctl 1.4.0 (MDEVCTL_ENV_ROOT)
+#                       and the AP simulator mounted over FUSE (root); the rest of the
+#                       ap/passthrough tests run in `cargo test`
 #   make demo-crypto    the walkthrough: inventory, the seed's mask examples, a refused
 #                       conflicting change, passthrough (dry run + real mdevctl with rollback),
 #                       removal
@@ -22,8 +23,11 @@ apmask-mdevctl:
 	  RST2MAN=/bin/true $(CARGO) install mdevctl --version 1.4.0 --locked --root $(APMASK_MDEVCTL_ROOT) \
 	    >$(APMASK_MDEVCTL_ROOT).apmask.log 2>&1 || { cat $(APMASK_MDEVCTL_ROOT).apmask.log; exit 1; }; }
 
+# passthrough_sim mounts the AP simulator over FUSE (root, /dev/fuse) and drives the real
+# mdevctl down to an active device; passthrough checks the rollback on plain files
 check-apmask: apmask-mdevctl
-	NODEDEV_HELPER_TEST_MDEVCTL=$(APMASK_MDEVCTL) $(CARGO) test -p nodedev-helper --test passthrough -- --ignored
+	NODEDEV_HELPER_TEST_MDEVCTL=$(APMASK_MDEVCTL) $(CARGO) test -p nodedev-helper \
+	  --test passthrough --test passthrough_sim -- --ignored
 
 demo-crypto: apmask-mdevctl
 	@$(CARGO) build --release -p nodedev-helper
