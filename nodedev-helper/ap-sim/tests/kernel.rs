@@ -389,3 +389,48 @@ fn config_errors_and_json() {
         Sim::from_json(r#"{"cards":[{"id":2,"hwtype":13,"domains":[43]}],"aqmask":"0"}"#).unwrap();
     assert_eq!(s.queue_driver(2, 43), Some(Driver::VfioAp));
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any mask written as 64 hex digits reads back identically, bit n = digit n/4's
+        /// weight 8 >> (n % 4) (the kernel's inverted bit order), whatever the host's endianness.
+        #[test]
+        fn hex_round_trip(bits in proptest::collection::btree_set(0usize..256, 0..40)) {
+            let s = sim();
+            let m = Mask::from_bits(bits.iter().copied());
+            w(&s, "/sys/bus/ap/apmask", &m.hex()).unwrap();
+            let text = s.read_string("/sys/bus/ap/apmask").unwrap();
+            let digits: Vec<u32> = text[2..66].chars().map(|c| c.to_digit(16).unwrap()).collect();
+            for n in 0..256 {
+                prop_assert_eq!(digits[n / 4] & (8 >> (n % 4)) != 0, bits.contains(&n));
+            }
+            prop_assert_eq!(s.apmask(), m);
+        }
+
+        /// A relative list of `+a-b` / `-a-b` terms equals applying the terms in order to a
+        /// plain array of bools.
+        #[test]
+        fn relative_terms_apply_in_order(
+            terms in proptest::collection::vec((any::<bool>(), 0usize..256, 0usize..256), 1..12)
+        ) {
+            let s = sim();
+            let mut reference = [true; 256];
+            let mut text = Vec::new();
+            for (plus, a, b) in &terms {
+                let (lo, hi) = if a <= b { (*a, *b) } else { (*b, *a) };
+                for r in reference.iter_mut().take(hi + 1).skip(lo) {
+                    *r = *plus;
+                }
+                text.push(format!("{}{lo}-{hi:#x}", if *plus { '+' } else { '-' }));
+            }
+            w(&s, "/sys/bus/ap/aqmask", &text.join(",")).unwrap();
+            let got = s.aqmask();
+            for (n, want) in reference.iter().enumerate() {
+                prop_assert_eq!(got.get(n), *want, "bit {}", n);
+            }
+        }
+    }
+}
