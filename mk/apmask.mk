@@ -4,9 +4,9 @@
 #   make check-apmask   the passthrough tests that run the real mdevctl 1.4.0 (MDEVCTL_ENV_ROOT)
 #                       and the AP simulator mounted over FUSE (root); the rest of the
 #                       ap/passthrough tests run in `cargo test`
-#   make demo-crypto    the walkthrough: inventory, the seed's mask examples, a refused
-#                       conflicting change, passthrough (dry run + real mdevctl with rollback),
-#                       removal
+#   make demo-crypto    the walkthrough on the FUSE-mounted AP simulator (root): inventory, the
+#                       seed's mask examples, passthrough to a guest definition through the
+#                       real mdevctl, a refused conflicting change, removal
 CHECK_TARGETS += check-apmask
 DEMO_TARGETS  += demo-crypto
 
@@ -30,5 +30,6 @@ check-apmask: apmask-mdevctl
 	  --test passthrough --test passthrough_sim -- --ignored
 
 demo-crypto: apmask-mdevctl
-	@$(CARGO) build --release -p nodedev-helper
-	@NODEDEV_HELPER=$(RELEASE_DIR)/nodedev-helper MDEVCTL=$(APMASK_MDEVCTL) nodedev-helper/tests/passthrough-demo.sh
+	@$(CARGO) build --release -p nodedev-helper -p ap-sim
+	@NODEDEV_HELPER=$(RELEASE_DIR)/nodedev-helper AP_SIM=$(RELEASE_DIR)/ap-sim MDEVCTL=$(APMASK_MDEVCTL) \
+	  nodedev-helper/tests/passthrough-demo.sh
