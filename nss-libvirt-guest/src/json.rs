@@ -227,6 +227,20 @@ impl Parser<'_> {
     fn string(&mut self) -> Result<Result<String, usize>, SyntaxError> {
         let start = self.i;
         self.i += 1; // opening quote
+        // Fast path (every string libvirt writes): no escape before the closing quote, so
+        // one allocation of the exact size instead of growing byte by byte.
+        let body = &self.b[self.i..];
+        if let Some(end) = body
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        {
+            if body[end] == b'"' {
+                self.i += end + 1;
+                return Ok(std::str::from_utf8(&body[..end])
+                    .map(str::to_owned)
+                    .map_err(|_| start));
+            }
+        }
         let mut out: Vec<u8> = Vec::new();
         loop {
             let c = self
