@@ -7,7 +7,9 @@ the same loop a bare process spawn (/bin/true, same stdin piping) is timed as th
 Prints medians, p90, and the ratio to the figures the spec gives for s390-tools' ap-check on
 this machine kind (ap-check cannot be built here: see the note printed at the end).
 
-usage: callout_bench.py NODEDEV_HELPER_BINARY [ITERATIONS]
+usage: callout_bench.py BINARY [ITERATIONS]
+BINARY is nodedev-helper-callout (what mdevctl's callout dir should hold) or nodedev-helper
+(then run as `nodedev-helper callout`; it links libvirt, whose loading dominates its time).
 """
 import os
 import statistics
@@ -82,7 +84,8 @@ def main():
         rows = []
         for event in ["pre define", "pre start"]:
             ev, action = event.split()
-            argv = [BIN, "callout", "--root", d, "-t", "vfio_ap-passthrough", "-e", ev,
+            sub = ["callout"] if os.path.basename(BIN) == "nodedev-helper" else []
+            argv = [BIN, *sub, "--root", d, "-t", "vfio_ap-passthrough", "-e", ev,
                     "-a", action, "-s", "none", "-u", uuid, "-p", "matrix"]
             # the device must be accepted (a rejection would be a cheaper path)
             _, p = spawn(argv, dev)
