@@ -23,6 +23,13 @@ S390X_ENV := PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_SYSROOT_DIR=$(S390X_SYSROOT) \
   CARGO_TARGET_S390X_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-rpath-link,$(S390X_SYSROOT)/usr/lib/s390x-linux-gnu -C link-arg=-Wl,-rpath-link,$(S390X_SYSROOT)/lib/s390x-linux-gnu" \
   QEMU_SET_ENV=LD_LIBRARY_PATH=$(S390X_LIBS)
 S390X_CARGO := env $(S390X_ENV) $(CARGO) +$(S390X_TOOLCHAIN)
+# Test binaries are also exec'd by other tests, often with a cleared environment (libvirt
+# hooks get only LC_ALL/PATH/...), so QEMU_SET_ENV does not reach them: the test build
+# carries an rpath into the sysroot instead (never the release build that gets packaged);
+# DT_RPATH, not RUNPATH, so that libvirt.so.0 finds its own dependencies there too.
+S390X_TEST_CARGO := env $(S390X_ENV) \
+  CARGO_TARGET_S390X_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-rpath-link,$(S390X_SYSROOT)/usr/lib/s390x-linux-gnu -C link-arg=-Wl,-rpath-link,$(S390X_SYSROOT)/lib/s390x-linux-gnu -C link-arg=-Wl,--disable-new-dtags -C link-arg=-Wl,-rpath,$(S390X_LIBS)" \
+  $(CARGO) +$(S390X_TOOLCHAIN)
 
 .PHONY: s390x-toolchain s390x-sysroot build-s390x check-s390x
 
@@ -42,12 +49,12 @@ build-s390x: s390x-toolchain s390x-sysroot
 
 check-s390x: s390x-toolchain s390x-sysroot
 	@start=$$(date +%s); \
-	$(S390X_CARGO) test --workspace --target $(S390X_TRIPLE) --no-run; \
+	$(S390X_TEST_CARGO) test --workspace --target $(S390X_TRIPLE) --no-run; \
 	skips=(); while read -r name reason; do skips+=(--skip "$$name"); \
 	  echo "check-s390x: SKIPPED $$name $$reason"; done < <(grep -v '^\s*\(#\|$$\)' $(S390X_SKIPS) || true); \
 	echo "check-s390x: $$(( $${#skips[@]} / 2 )) test filter(s) skipped under qemu-user (listed above)"; \
 	log=$(TARGET_DIR)/check-s390x.log; \
-	rc=0; packaging/s390x/userns-binfmt.sh $(S390X_CARGO) test --workspace --target $(S390X_TRIPLE) --no-fail-fast \
+	rc=0; packaging/s390x/userns-binfmt.sh $(S390X_TEST_CARGO) test --workspace --target $(S390X_TRIPLE) --no-fail-fast \
 	  -- "$${skips[@]}" 2>&1 | tee $$log || rc=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6; i += $$8; fo += $$12 } \
 	  END { printf "check-s390x: big-endian s390x under qemu: %d passed, %d failed, %d ignored, %d filtered out (skip list)\n", p, f, i, fo }' $$log; \
