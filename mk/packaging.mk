@@ -13,7 +13,7 @@ CHECK_TARGETS   += check-packages
 
 PKG_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 # Admin tools (man section 8) go to sbin, like mdevctl; the hook wrappers call them there.
-PKG_BINS     := nodedev-helper storage-align nss-libvirt-guest
+PKG_BINS     := nodedev-helper nodedev-helper-callout storage-align nss-libvirt-guest
 # One shared object serves both NSS services; glibc dlopens libnss_<service>.so.2.
 NSS_CDYLIB   ?= $(RELEASE_DIR)/libnss_libvirt_guest.so
 NSS_NAMES    := libnss_libvirt.so.2 libnss_libvirt_guest.so.2

@@ -18,14 +18,17 @@ done
 # run the wrappers against a stand-in nodedev-helper that prints its argv
 t=$(mktemp -d /tmp/check-hooks-run.XXXXXX); trap 'rm -rf "$t"' EXIT
 printf '#!/bin/sh\nprintf "%%s|" "$@"\n' > "$t/nodedev-helper"; chmod 755 "$t/nodedev-helper"
+# the mdevctl wrappers exec the libvirt-free callout binary, which takes mdevctl's argv as is
+printf '#!/bin/sh\nprintf "callout-bin|"; printf "%%s|" "$@"\n' > "$t/nodedev-helper-callout"
+chmod 755 "$t/nodedev-helper-callout"
 for f in "$qemu" "$lib" "$etc"; do sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$f" > "$t/$(basename "$(dirname "$f")")"; done
 chmod 755 "$t"/qemu.d "$t"/callouts
 got=$(echo '<domain/>' | env -i LC_ALL=C PATH=/usr/bin:/bin "$t/qemu.d" 'my guest' prepare begin -)
 [ "$got" = "libvirt-hook|qemu|my guest|prepare|begin|-|" ] || fail "qemu.d wrapper passed '$got'"
 got=$(sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$etc" | sh -s -- -t vfio_ap-passthrough -e pre -a start)
-[ "$got" = "callout|-t|vfio_ap-passthrough|-e|pre|-a|start|" ] || fail "etc callout wrapper passed '$got'"
+[ "$got" = "callout-bin|-t|vfio_ap-passthrough|-e|pre|-a|start|" ] || fail "etc callout wrapper passed '$got'"
 got=$(sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$lib" | sh -s -- -t x -e get -a capabilities)
-[ "$got" = "callout|-t|x|-e|get|-a|capabilities|" ] || fail "lib callout wrapper passed '$got'"
+[ "$got" = "callout-bin|-t|x|-e|get|-a|capabilities|" ] || fail "lib callout wrapper passed '$got'"
 rc=0; sed "s|$sbindir/nodedev-helper|$t/gone/nodedev-helper|g" "$etc" | sh -s -- -t vfio_ap-passthrough >/dev/null 2>&1 || rc=$?
 [ $rc = 2 ] || fail "etc callout wrapper without nodedev-helper exited $rc, not 2"
 echo "check-hooks-install: 4 files in place ($3, $4, $5, $6), wrappers pass argv unchanged, 1.2 wrapper exits 2 without the binary"
