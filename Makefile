@@ -66,8 +66,10 @@ check: deps tools
 	@for t in $(CHECK_TARGETS); do echo "==> make $$t"; $(MAKE) --no-print-directory $$t; done
 	@echo "make check: every step passed ($(words $(CHECK_TARGETS)) integration steps: $(CHECK_TARGETS))"
 
+# the NSS walkthrough first (the product's main job), then the other parts' demos
 demo: deps release
-	@for t in $(DEMO_TARGETS); do $(MAKE) --no-print-directory $$t; done
+	@for t in $(filter demo-nss,$(DEMO_TARGETS)) $(filter-out demo-nss,$(DEMO_TARGETS)); do \
+	  $(MAKE) --no-print-directory $$t; done
 
 bench: deps release
 	@for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t; done
