@@ -609,15 +609,19 @@ impl<'a> Hook<'a> {
         let out_file = out
             .try_clone()
             .map_err(|e| io_err("cannot duplicate the output file", e))?;
-        let mut child = Command::new(&prog)
-            .args([action, "-u", uuid])
+        let mut cmd = Command::new(&prog);
+        cmd.args([action, "-u", uuid])
             .stdin(Stdio::null())
             .stdout(out_file)
             .stderr(err_file)
             .env("LC_ALL", "C")
-            .process_group(0)
-            .spawn()
-            .map_err(|e| io_err("cannot run mdevctl", e))?;
+            .process_group(0);
+        // under --root, mdevctl (>= 1.3 honours MDEVCTL_ENV_ROOT) must act on the same host
+        // tree the hook checks, not on `/`; on a real host the root is `/` and nothing is set
+        if self.root.base() != std::path::Path::new("/") {
+            cmd.env(crate::root::MDEVCTL_ENV_ROOT, self.root.base());
+        }
+        let mut child = cmd.spawn().map_err(|e| io_err("cannot run mdevctl", e))?;
         let deadline = Instant::now() + self.timeout;
         let status: Option<ExitStatus> = loop {
             match child.try_wait() {

@@ -6,7 +6,8 @@
 //! mdevctl is a small script here: on plain files no real mdevctl can create an active mdev
 //! (spec/ap.md), so the script plays mdevctl + kernel: `start` creates
 //! `sys/devices/vfio_ap/matrix/UUID/matrix` from a staged file, or fails with a staged message
-//! the way mdevctl fails when its callout rejects a device; every call is logged.
+//! the way mdevctl fails when its callout rejects a device; every call is logged. The same
+//! cases with the real mdevctl 1.4.0 over the FUSE-mounted AP simulator: tests/hook_sim.rs.
 
 use std::fs;
 use std::io::Write;
