@@ -186,20 +186,31 @@ impl Host {
     /// set, the XML written to stdin from another thread (libvirt's event loop).
     fn hook(&self, guest: &str, op: &str, sub: &str, xml: &str) -> Output {
         let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.p("bin").display());
-        let mut child = Command::new(&self.wrapper)
-            .args([guest, op, sub, "-"])
-            .env_clear()
-            .env("LC_ALL", "C")
-            .env("PATH", &path)
-            .env("HOME", "/root")
-            .env("USER", "root")
-            .env("LOGNAME", "root")
-            .env("TMPDIR", "/tmp")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut tries = 0;
+        let mut child = loop {
+            let r = Command::new(&self.wrapper)
+                .args([guest, op, sub, "-"])
+                .env_clear()
+                .env("LC_ALL", "C")
+                .env("PATH", &path)
+                .env("HOME", "/root")
+                .env("USER", "root")
+                .env("LOGNAME", "root")
+                .env("TMPDIR", "/tmp")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn();
+            match r {
+                // the wrapper just written can be briefly "busy" (ETXTBSY) while another test
+                // thread's fork still holds its write fd (closed at that child's exec): retry
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.unwrap(),
+            }
+        };
         let mut stdin = child.stdin.take().unwrap();
         let xml = xml.to_string();
         let writer = std::thread::spawn(move || stdin.write_all(xml.as_bytes()).is_ok());
