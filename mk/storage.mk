@@ -7,6 +7,8 @@
 #                                 pool (tests/e2e/rig.sh): `--mode libvirt` reproduces libvirt's
 #                                 partitions byte for byte, `--mode exact` is never larger (unless
 #                                 libvirt's is short); prints the bytes saved side by side
+#                                 and vol-create into disk pools: --mode libvirt's volumes =
+#                                 virsh vol-create-as's (table + vol-list), refusals change nothing
 DEPS_GROUPS   += storage
 CHECK_TARGETS += check-storage
 

@@ -7,9 +7,11 @@
 //! real libvirt), and [`boundary::Mode::Exact`] is the corrected computation used by default.
 //! [`size`] parses virsh-style sizes, [`parted`] reads a disk's label, geometry and free
 //! extents through parted's machine output and creates partitions with it, [`mbr`] reads the
-//! MBR partition types that parted's machine output leaves out.
+//! MBR partition types that parted's machine output leaves out, [`pool`] reads a libvirt disk
+//! pool's XML and predicts the volume name libvirt gives a new partition.
 
 pub mod boundary;
 pub mod mbr;
 pub mod parted;
+pub mod pool;
 pub mod size;

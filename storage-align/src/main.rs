@@ -40,14 +40,16 @@ EXAMPLES
     storage-align plan --label dos --geometry 255,63 --free 32256-1073741824 --capacity 1G
     storage-align plan /dev/sdb --capacity 10G --mode libvirt --json
     storage-align create disk.img --capacity 512M --dry-run
-    storage-align create /dev/loop0 --capacity 100MiB --align-start 1MiB";
+    storage-align create /dev/loop0 --capacity 100MiB --align-start 1MiB
+    storage-align vol-create --connect qemu:///system --pool disks --capacity 10G --dry-run";
 
 /// Right-aligned partitions for libvirt disk pools.
 ///
 /// libvirt's disk pools (pool type "disk") create a volume as a partition whose END is aligned
 /// to a cylinder boundary on dos (MBR) labels. storage-align computes that partition either
 /// exactly as libvirt does (--mode libvirt) or correctly and minimally (--mode exact, the
-/// default), and can create it on a block device or image file with parted.
+/// default), and can create it on a block device or image file with parted, or as a volume of
+/// a libvirt disk pool (vol-create).
 #[derive(Parser, Debug)]
 #[command(name = "storage-align", version, after_help = AFTER_HELP)]
 struct Cli {
@@ -92,6 +94,32 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
         /// Print the plan and the parted command, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create a volume in a libvirt disk pool: a right-aligned partition on the pool's device.
+    ///
+    /// Reads the pool's source device and format through the libvirt API, plans the partition
+    /// on that device (read with parted, as `create`), creates it with parted, refreshes the
+    /// pool and prints the volume libvirt lists for it. libvirt names a disk pool's volumes
+    /// after their partition nodes (loop0p1, sdb5) and accepts no other name, so the name is
+    /// chosen by the partition number: --name, when given, must be that name (it is checked
+    /// before anything changes; --dry-run shows it).
+    #[command(name = "vol-create", after_help = AFTER_HELP)]
+    VolCreate {
+        /// libvirt connection URI (qemu:///system, ...).
+        #[arg(long, value_name = "URI")]
+        connect: String,
+        /// Name of a defined, active disk pool.
+        #[arg(long, value_name = "POOL")]
+        pool: String,
+        /// Expected volume name: refused unless it is the name libvirt will give the new
+        /// partition (its device node's name). Optional.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        common: Common,
+        /// Print the plan, the volume name and the parted command, change nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -426,13 +454,7 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
         } => {
             let (disk, o) = from_disk(&device, &common)?;
-            // parted takes "primary"/"logical"/"extended" on dos; on other labels libvirt
-            // passes "primary", which parted uses as the partition name
-            let kind = if disk.label == Label::Dos {
-                o.req.part_type.name()
-            } else {
-                "primary"
-            };
+            let kind = parted_kind(&disk, &o);
             let cmd = format!(
                 "parted -s {} mkpart {kind} {}B {}B",
                 device.display(),
@@ -473,6 +495,193 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Cmd::VolCreate {
+            connect,
+            pool,
+            name,
+            common,
+            dry_run,
+        } => vol_create(&connect, &pool, name.as_deref(), &common, dry_run)?,
+    }
+    Ok(())
+}
+
+/// parted takes "primary"/"logical"/"extended" on dos; on other labels libvirt passes
+/// "primary", which parted uses as the partition name.
+fn parted_kind(disk: &parted::Disk, o: &Outcome) -> &'static str {
+    if disk.label == Label::Dos {
+        o.req.part_type.name()
+    } else {
+        "primary"
+    }
+}
+
+/// A libvirt connection closed explicitly: virt's `Connect` panics in `Drop` when
+/// `virConnectClose` fails (e.g. the daemon went away), which would abort a command that has
+/// already changed the disk. Here a failed close is only a warning.
+struct Conn {
+    c: std::mem::ManuallyDrop<virt::connect::Connect>,
+    uri: String,
+}
+
+impl Conn {
+    fn open(uri: &str) -> Result<Conn> {
+        // libvirt prints every error to stderr by default; ours are printed once, with context
+        virt::error::clear_error_callback();
+        let c = virt::connect::Connect::open(Some(uri))
+            .with_context(|| format!("cannot connect to libvirt at {uri}"))?;
+        Ok(Conn {
+            c: std::mem::ManuallyDrop::new(c),
+            uri: uri.to_string(),
+        })
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: the pointer is the live connection owned by `self.c`, which is never used
+        // or dropped after this (ManuallyDrop); pools and volumes hold their own references.
+        let r = unsafe { virt::sys::virConnectClose(self.c.as_ptr()) };
+        if r < 0 {
+            eprintln!(
+                "storage-align: warning: closing the connection to {} failed",
+                self.uri
+            );
+        }
+    }
+}
+
+fn vol_create(
+    uri: &str,
+    pool_name: &str,
+    name: Option<&str>,
+    common: &Common,
+    dry_run: bool,
+) -> Result<()> {
+    let conn = Conn::open(uri)?;
+    let pool = conn
+        .c
+        .lookup_storage_pool_by_name(pool_name)
+        .with_context(|| format!("no storage pool named {pool_name:?} at {uri}"))?;
+    let xml = pool
+        .xml_desc(0)
+        .with_context(|| format!("cannot read the definition of pool {pool_name} at {uri}"))?;
+    let dp = storage_align::pool::parse_pool_xml(pool_name, &xml)?;
+    let active = pool
+        .is_active()
+        .with_context(|| format!("cannot query pool {pool_name} at {uri}"))?;
+    if !active {
+        bail!(
+            "pool {pool_name} at {uri} is inactive: start it first (virsh -c {uri} pool-start {pool_name})"
+        );
+    }
+    let device = dp.device.clone();
+    let (disk, o) = from_disk(&device, common)
+        .with_context(|| format!("pool {pool_name}: device {}", device.display()))?;
+    if let Some(f) = &dp.format {
+        let want = Label::parse(f).with_context(|| format!("pool {pool_name}: format {f:?}"))?;
+        if want != disk.label {
+            bail!(
+                "pool {pool_name} is defined with format {f} but {} has a {} label",
+                device.display(),
+                disk.label
+            );
+        }
+    }
+    let number = storage_align::pool::next_number(&disk, o.req.part_type, o.plan.start);
+    let vol_name = storage_align::pool::volume_name(&device, number);
+    if let Some(n) = name {
+        if n != vol_name {
+            bail!(
+                "libvirt will name this volume {vol_name} (partition {number} of {}): a disk pool's volumes are named after their partitions; use --name {vol_name} or leave --name out",
+                device.display()
+            );
+        }
+    }
+    if pool.lookup_storage_vol_by_name(&vol_name).is_ok() {
+        bail!(
+            "pool {pool_name} already has a volume {vol_name}: refresh the pool (virsh pool-refresh {pool_name})"
+        );
+    }
+    let kind = parted_kind(&disk, &o);
+    let cmd = format!(
+        "parted -s {} mkpart {kind} {}B {}B",
+        device.display(),
+        o.plan.start,
+        o.plan.end
+    );
+    let base = serde_json::json!({"pool": pool_name, "device": device, "name": vol_name});
+    if dry_run {
+        let mut extra = base;
+        extra["dry_run"] = true.into();
+        extra["command"] = cmd.clone().into();
+        print(&o, common.json, extra);
+        if !common.json {
+            println!("dry run, would create volume {vol_name} in pool {pool_name}: {cmd}");
+        }
+        return Ok(());
+    }
+    let part = parted::mkpart(
+        &device,
+        kind,
+        o.plan.start,
+        o.plan.end,
+        disk.logical_sector_size,
+    )?;
+    let vol_name = if part.number == number {
+        vol_name
+    } else {
+        // parted numbered it otherwise than predicted: report the volume libvirt really lists
+        let actual = storage_align::pool::volume_name(&device, part.number);
+        eprintln!(
+            "storage-align: warning: parted numbered the new partition {} (expected {number}): the volume is {actual}",
+            part.number
+        );
+        actual
+    };
+    // libvirt's refresh opens every partition node: wait for the kernel (devtmpfs/udev) to
+    // create it, as libvirt waits for udev after its own mkpart
+    let node = storage_align::pool::partition_path(&device, part.number);
+    for _ in 0..100 {
+        if node.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    pool.refresh(0).with_context(|| {
+        format!(
+            "created partition {} ({}-{}) on {} but refreshing pool {pool_name} failed",
+            part.number,
+            part.start,
+            part.end,
+            device.display()
+        )
+    })?;
+    let vol = pool.lookup_storage_vol_by_name(&vol_name).with_context(|| {
+        format!(
+            "created partition {} on {} but pool {pool_name} lists no volume {vol_name} after a refresh",
+            part.number,
+            device.display()
+        )
+    })?;
+    let path = vol
+        .path()
+        .with_context(|| format!("volume {vol_name}: no path"))?;
+    let info = vol
+        .info()
+        .with_context(|| format!("volume {vol_name}: cannot read its capacity"))?;
+    let mut extra = base;
+    extra["name"] = vol_name.clone().into();
+    extra["number"] = part.number.into();
+    extra["created"] = serde_json::json!({"start": part.start, "end": part.end});
+    extra["volume"] = serde_json::json!({"name": vol_name, "path": path,
+        "capacity": info.capacity, "start": part.start, "end": part.end});
+    print(&o, common.json, extra);
+    if !common.json {
+        println!(
+            "created volume {vol_name} in pool {pool_name}: {path}, {} bytes, partition {} ({}-{})",
+            info.capacity, part.number, part.start, part.end
+        );
     }
     Ok(())
 }

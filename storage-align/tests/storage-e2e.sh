@@ -11,6 +11,11 @@
 #    on A, `storage-align create --mode libvirt` creates ours on an identical disk B, and
 #    `--mode exact` on disk C. A and B must have byte-identical partition tables; C's
 #    partitions must never be larger than A's. The bytes saved are printed side by side.
+# 3. vol-create: on three identical disk pools, `virsh vol-create-as`, `storage-align vol-create
+#    --mode libvirt` and `--mode exact` create the same sequence of volumes; the first two must
+#    give identical partition tables AND identical volumes as libvirt lists them after a
+#    refresh, exact's are never larger. Refusals (unknown pool, unreachable URI, a --name libvirt
+#    would not give, a dir pool, an inactive pool) change nothing; --dry-run changes nothing.
 # Everything (rig, loop devices, images, helper processes) is removed on exit, even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +30,7 @@ RIG=tests/e2e/rig.sh
 export RIG_NAME=${STORAGE_RIG_NAME:-stor$$}
 WORK=$(mktemp -d /tmp/vhk-storage.XXXXXX)
 LOOPS=()
+POOLS=()
 HOLDER=
 RIG_UP=0
 pass=0 fail=0
@@ -33,7 +39,7 @@ cleanup() {
   set +e
   [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null && wait "$HOLDER" 2>/dev/null
   if [ "$RIG_UP" = 1 ]; then
-    for p in pa pg; do $RIG virsh pool-destroy $p >/dev/null 2>&1; done
+    for p in pa pg "${POOLS[@]}"; do $RIG virsh pool-destroy $p >/dev/null 2>&1; done
     $RIG down >/dev/null 2>&1
   fi
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
@@ -157,6 +163,97 @@ compare() {
 # 1305500 = 5 cylinders - 100 bytes: libvirt's logical partition comes out 412 bytes short.
 compare msdos pa "10M" "2611200" "1M" "100M extended" "5M" "1305500" "64K" "7833600" "2M"
 compare gpt pg "10M" "3000000" "1M" "513" "64K"
+
+# ---- vol-create: storage-align creates the volumes itself, through the libvirt API
+URI=$($RIG env | sed -n "s/^RIG_URI='\(.*\)'$/\1/p")
+[ -n "$URI" ] || { bad "no RIG_URI in '$RIG env'"; echo "storage-e2e: $pass passed, $fail failed"; exit 1; }
+
+# vols POOL DEV -> "name path capacity" per volume libvirt lists, DEV's name replaced by DEV
+vols() {
+  local n; n=$(basename "$2")
+  $RIG virsh -q pool-refresh "$1" >/dev/null
+  $RIG virsh -q vol-list "$1" | while read -r name path; do
+    [ -n "$name" ] || continue
+    echo "$name $path $($RIG virsh -q vol-info --bytes --pool "$1" "$name" | awk '$1=="Capacity:" {print $2}')"
+  done | sed "s/$n/DEV/g" | sort
+}
+
+# disk_pool NAME LABEL -> LOOP: a started disk pool on a fresh loop device
+disk_pool() {
+  new_loop "$1" 512M "$2"
+  local fmt=$2; [ "$2" = msdos ] && fmt=dos
+  $RIG virsh pool-define-as "$1" disk --source-dev "$LOOP" --source-format "$fmt" --target /dev >/dev/null
+  $RIG virsh pool-start "$1" >/dev/null
+  POOLS+=("$1")
+}
+
+echo "== vol-create into libvirt disk pools (URI $URI)"
+# vol_compare LABEL "SIZE[ extended]"...: virsh vol-create-as on pool Vx, storage-align
+# vol-create --mode libvirt on pool Wx, --mode exact on pool Xx; all three devices identical
+vol_compare() {
+  local label=$1; shift
+  local p=${label:0:1} V W X
+  disk_pool "v$p" "$label"; V=$LOOP
+  disk_pool "w$p" "$label"; W=$LOOP
+  disk_pool "x$p" "$label"; X=$LOOP
+  for step in "$@"; do
+    set -- $step
+    local size=$1 type=${2:-} out name lz xz
+    local num=$(( $(table "$V" | wc -l) + 1 ))
+    [ "$label" = msdos ] && [ "$num" -ge 5 ] && num=$(( $(table "$V" | awk -F: '$1>=5' | wc -l) + 5 ))
+    if ! $RIG virsh vol-create-as "v$p" "$(basename "$V")p$num" "$size" ${type:+--format $type} > "$WORK/virsh.out" 2>&1; then
+      bad "virsh vol-create-as $size: $(cat "$WORK/virsh.out")"; continue
+    fi
+    if ! out=$("$BIN" vol-create --connect "$URI" --pool "w$p" --capacity "$size" --mode libvirt ${type:+--type $type} --json 2>"$WORK/err"); then
+      bad "vol-create --mode libvirt $size: $(cat "$WORK/err")"; continue
+    fi
+    name=$(python3 -c 'import json,sys; v=json.loads(sys.argv[1])["volume"]; print(v["name"], v["path"], v["capacity"], v["end"]-v["start"]+1)' "$out")
+    read -r vn vp vc vz <<<"$name"
+    if [ "$vp" = "/dev/$vn" ] && [ "$vc" = "$vz" ] && $RIG virsh -q vol-info --pool "w$p" "$vn" >/dev/null 2>&1; then
+      ok "$label $size: vol-create printed volume $vn ($vp, $vc B) and libvirt lists it"
+    else bad "$label $size: vol-create printed $name"; fi
+    if [ "$(table "$V")" = "$(table "$W")" ] && [ "$(vols "v$p" "$V")" = "$(vols "w$p" "$W")" ]; then
+      ok "$label $size: vol-create --mode libvirt = virsh vol-create-as (table and volumes)"
+    else bad "$label $size: virsh: $(table "$V" | tr '\n' ' ') / $(vols "v$p" "$V" | tr '\n' ' ') vs ours: $(table "$W" | tr '\n' ' ') / $(vols "w$p" "$W" | tr '\n' ' ')"; fi
+    if ! out=$("$BIN" vol-create --connect "$URI" --pool "x$p" --capacity "$size" ${type:+--type $type} --json 2>"$WORK/err"); then
+      bad "vol-create --mode exact $size: $(cat "$WORK/err")"; continue
+    fi
+    lz=$vz
+    read -r xz cap <<<"$(python3 -c 'import json,sys; v=json.loads(sys.argv[1]); print(v["volume"]["capacity"], v["capacity"])' "$out")"
+    if [ "$xz" -lt "$cap" ]; then bad "$label $size: exact volume ($xz B) smaller than the request"
+    elif [ "$lz" -lt "$cap" ]; then ok "$label $size: exact volume $xz B holds the request; libvirt's ($lz B) is $(( cap - lz )) B SHORT"
+    elif [ "$xz" -le "$lz" ] || [ "$type" = extended ]; then ok "$label $size: exact volume $xz B, libvirt's $lz B"
+    else bad "$label $size: exact volume $xz B larger than libvirt's $lz B"; fi
+  done
+  [ "$(vols "v$p" "$V" | wc -l)" = "$(vols "x$p" "$X" | wc -l)" ] && ok "$label: exact pool lists as many volumes as libvirt's" \
+    || bad "$label: volumes: libvirt $(vols "v$p" "$V" | wc -l), exact $(vols "x$p" "$X" | wc -l)"
+  $RIG virsh vol-list "w$p" --details | sed 's/^/  virsh (vol-create --mode libvirt): /'
+}
+vol_compare msdos "10M" "2611200" "1M" "100M extended" "5M" "1305500" "2M"
+vol_compare gpt "10M" "3000000" "513"
+
+# refused: the table must stay as it is
+BEFORE=$(table "$LOOP")
+refused() {  # refused WHAT EXPECTED-TEXT ARGS...
+  local what=$1 want=$2 err; shift 2
+  if err=$("$BIN" vol-create "$@" 2>&1); then bad "$what accepted"
+  elif grep -qF -- "$want" <<<"$err" && [ "$(table "$LOOP")" = "$BEFORE" ]; then ok "$what refused: $err"
+  else bad "$what: unexpected error: $err"; fi
+}
+refused "unknown pool" 'no storage pool named "nosuch"' --connect "$URI" --pool nosuch --capacity 1M
+refused "unreachable URI" "cannot connect to libvirt at lxc:///system?socket=$WORK/none" \
+  --connect "lxc:///system?socket=$WORK/none" --pool xg --capacity 1M
+refused "wrong --name" "libvirt will name this volume $(basename "$LOOP")p4" --connect "$URI" --pool xg --name data --capacity 1M
+mkdir "$WORK/dirpool"
+$RIG virsh pool-define-as dp dir --target "$WORK/dirpool" >/dev/null; $RIG virsh pool-start dp >/dev/null; POOLS+=(dp)
+refused "dir pool" "pool dp is a dir pool, not a disk pool" --connect "$URI" --pool dp --capacity 1M
+$RIG virsh pool-destroy xg >/dev/null
+refused "inactive pool" "pool xg at $URI is inactive" --connect "$URI" --pool xg --capacity 1M
+$RIG virsh pool-start xg >/dev/null
+if out=$("$BIN" vol-create --connect "$URI" --pool xg --name "$(basename "$LOOP")p4" --capacity 1M --dry-run) \
+   && grep -q "would create volume $(basename "$LOOP")p4" <<<"$out" && [ "$(table "$LOOP")" = "$BEFORE" ]; then
+  ok "--dry-run with the right --name: $(tail -n 1 <<<"$out"), table unchanged"
+else bad "--dry-run: ${out:-failed}"; fi
 
 echo "storage-e2e: $pass passed, $fail failed"
 [ "$fail" = 0 ]
