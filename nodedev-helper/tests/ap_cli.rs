@@ -278,12 +278,28 @@ fn wait_bindings_returns_when_complete_and_times_out_otherwise() {
     assert!(out.contains("4/4 (complete)"), "{out}");
     h.write("sys/bus/ap/bindings", "3/4\n");
     let o = h.run(&["ap", "wait-bindings", "--timeout", "0.2"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "timeout is exit 3");
+    let bindings = h.path("sys/bus/ap/bindings");
     assert!(
-        stderr(&o).contains("not complete after 0.2 s: 3/4"),
+        stderr(&o).contains(&format!(
+            "not complete after 0.2 s: {} reads \"3/4\"",
+            bindings.display()
+        )),
         "{}",
         stderr(&o)
     );
+    // not the kernel's format: an error (exit 1) naming the file, not a wait
+    h.write("sys/bus/ap/bindings", "busy\n");
+    let o = h.run(&["ap", "wait-bindings", "--timeout", "30"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("{}: not an AP bindings value", bindings.display())),
+        "{}",
+        stderr(&o)
+    );
+    let o = h.run(&["ap", "wait-bindings", "--timeout=-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--timeout -1"), "{}", stderr(&o));
 }
 
 #[test]
