@@ -250,7 +250,11 @@ fn read_max(root: &Root, name: &str) -> Result<Option<u64>, CalloutError> {
             msg: format!("'{}' is not a decimal number", t.trim()),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(sysfs::FileError::Read { path, source }.into()),
+        Err(source) => Err(sysfs::FileError::Read {
+            path,
+            cause: source,
+        }
+        .into()),
     }
 }
 
@@ -291,7 +295,13 @@ fn old_cards(root: &Root, adapters: &Mask) -> Result<Vec<(u8, u32)>, CalloutErro
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(sysfs::FileError::Read { path, source }.into()),
+            Err(source) => {
+                return Err(sysfs::FileError::Read {
+                    path,
+                    cause: source,
+                }
+                .into());
+            }
         };
         let hw: u32 = text.trim().parse().map_err(|_| CalloutError::Bad {
             path: path.clone(),

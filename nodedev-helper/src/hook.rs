@@ -382,7 +382,11 @@ impl<'a> Hook<'a> {
                 .map(String::from)
                 .collect()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-            Err(source) => Err(FileError::Read { path: p, source }.into()),
+            Err(source) => Err(FileError::Read {
+                path: p,
+                cause: source,
+            }
+            .into()),
         }
     }
 
@@ -392,7 +396,11 @@ impl<'a> Hook<'a> {
             return match fs::remove_file(&p) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(FileError::Write { path: p, source }.into()),
+                Err(source) => Err(FileError::Write {
+                    path: p,
+                    cause: source,
+                }
+                .into()),
             };
         }
         let body: String = set.iter().map(|u| format!("{u}\n")).collect();

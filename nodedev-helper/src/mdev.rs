@@ -437,7 +437,7 @@ pub fn read_active(root: &Root, uuid: &str) -> Result<Option<ActiveMdev>, MdevEr
         Err(source) => {
             return Err(sysfs::FileError::Read {
                 path: mpath,
-                source,
+                cause: source,
             }
             .into());
         }
@@ -450,7 +450,7 @@ pub fn read_active(root: &Root, uuid: &str) -> Result<Option<ActiveMdev>, MdevEr
         Err(source) => {
             return Err(sysfs::FileError::Read {
                 path: cpath,
-                source,
+                cause: source,
             }
             .into());
         }

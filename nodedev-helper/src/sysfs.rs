@@ -10,17 +10,19 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
+    // The OS error is part of the message and deliberately not the `source()`: with both,
+    // anyhow's `{:#}` printed it twice ("...: No such file or directory: No such file ...").
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: io::Error },
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: io::Error },
 }
 
 impl FileError {
     /// The OS error number, when there is one (EBUSY from apmask, EINVAL, ...).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            FileError::Read { source, .. } | FileError::Write { source, .. } => {
+            FileError::Read { cause: source, .. } | FileError::Write { cause: source, .. } => {
                 source.raw_os_error()
             }
         }
@@ -31,7 +33,7 @@ impl FileError {
 pub fn read(path: &Path) -> Result<String, FileError> {
     fs::read_to_string(path).map_err(|source| FileError::Read {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 
@@ -45,7 +47,7 @@ pub fn read_trimmed(path: &Path) -> Result<String, FileError> {
 pub fn write_attr(path: &Path, value: &str) -> Result<(), FileError> {
     let err = |source| FileError::Write {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut f = fs::OpenOptions::new().write(true).open(path).map_err(err)?;
     let n = f.write(value.as_bytes()).map_err(err)?;
@@ -61,7 +63,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |source| FileError::Write {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let dir = path
         .parent()

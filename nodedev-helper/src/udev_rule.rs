@@ -149,7 +149,11 @@ pub fn read(root: &Root) -> Result<Option<PersistentMasks>, RuleError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => parse(&text, &path).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(sysfs::FileError::Read { path, source }.into()),
+        Err(source) => Err(sysfs::FileError::Read {
+            path,
+            cause: source,
+        }
+        .into()),
     }
 }
 
