@@ -20,9 +20,14 @@ declare -A APT=(
 )
 # Debian's own Rust 1.85 carries an s390x standard library (rustup here cannot add targets);
 # the liblzma pin avoids a version clash between the two architectures (hooks-packaging.md).
+# Since Debian 12 went to LTS (June 2026), bookworm-security has no s390x builds: a newer
+# amd64 zlib1g/libzstd1 from there cannot pair with the s390x ones (Multi-Arch: same needs
+# equal versions), and apt's resolver gives up ("libllvm19:s390x : Depends: zlib1g:s390x ...
+# but it is not going to be installed"). Naming the s390x libraries makes apt keep the amd64
+# ones at the version both architectures have.
 RUSTWEB_V=1.85.0+dfsg3-1~deb12u3
 LZMA_V=5.4.1-1+deb12u1
-S390X_RUST="rustc-web=$RUSTWEB_V cargo-web=$RUSTWEB_V libstd-rust-web-dev=$RUSTWEB_V libstd-rust-web-1.85=$RUSTWEB_V libstd-rust-web-dev:s390x=$RUSTWEB_V libstd-rust-web-1.85:s390x=$RUSTWEB_V liblzma5=$LZMA_V liblzma5:s390x=$LZMA_V liblzma-dev=$LZMA_V"
+S390X_RUST="rustc-web=$RUSTWEB_V cargo-web=$RUSTWEB_V libstd-rust-web-dev=$RUSTWEB_V libstd-rust-web-1.85=$RUSTWEB_V libstd-rust-web-dev:s390x=$RUSTWEB_V libstd-rust-web-1.85:s390x=$RUSTWEB_V liblzma5=$LZMA_V liblzma5:s390x=$LZMA_V liblzma-dev=$LZMA_V zlib1g:s390x libzstd1:s390x"
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
