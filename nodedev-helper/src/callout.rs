@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::apmask::Mask;
+use crate::autostart_index;
 use crate::lock;
 use crate::mdev::{self, DeviceConfig, Matrix, VFIO_AP_TYPE};
 use crate::root::Root;
@@ -345,14 +346,14 @@ pub fn check_define(
     let auto = config.autostart;
     let mine = matrix.apqns();
 
-    let (defined, broken) = mdev::defined(root)?;
-    for d in &defined {
-        if d.uuid == uuid || d.config.mdev_type != VFIO_AP_TYPE || !d.config.autostart {
+    // through the index in /run: only configs changed since the last run are read
+    let scan = autostart_index::scan(root)?;
+    for d in &scan.autostart {
+        if d.uuid == uuid {
             continue;
         }
-        let (other, _) = Matrix::from_attrs(&d.config.attrs);
         for q in &mine {
-            if other.adapters.test(q.adapter) && other.domains.test(q.domain) {
+            if d.adapters.test(q.adapter) && d.domains.test(q.domain) {
                 r.problem(
                     auto,
                     format!("APQN {q} is defined for autostart by {}", d.uuid),
@@ -360,7 +361,7 @@ pub fn check_define(
             }
         }
     }
-    for b in &broken {
+    for b in &scan.broken {
         r.warnings
             .push(format!("warning: ignored unreadable mdev config {b}"));
     }
@@ -378,7 +379,7 @@ pub fn check_define(
     }
 
     // Beyond ap-check: what stops the device from starting right now.
-    for a in mdev::active(root)? {
+    for a in mdev::users_of(root, &mine)? {
         if a.uuid == uuid {
             continue;
         }
@@ -418,7 +419,7 @@ pub fn check_start(
             .push("At least one usage domain must be specified".into());
     }
     let mine = matrix.apqns();
-    for a in mdev::active(root)? {
+    for a in mdev::users_of(root, &mine)? {
         if a.uuid == uuid {
             continue;
         }

@@ -10,12 +10,16 @@
 //! APQNs), [`sysfs`] (attribute and atomic file I/O), [`lock`] (the s390-tools AP configuration
 //! lock), [`mdev`] (mdevctl device JSON, active and defined vfio_ap mdevs), [`chzdev`]
 //! (chzdev's `apmask=`/`aqmask=` syntax), [`udev_rule`] (the persistent masks in chzdev's
-//! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN).
+//! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN), [`dirscan`] (one
+//! directory through one descriptor) and [`autostart_index`] (the callout's cache of
+//! auto-start configs).
 
 pub mod ap;
 pub mod apmask;
+pub mod autostart_index;
 pub mod callout;
 pub mod chzdev;
+pub mod dirscan;
 pub mod hook;
 pub mod inventory;
 pub mod lock;

@@ -476,6 +476,80 @@ pub fn active(root: &Root) -> Result<Vec<ActiveMdev>, MdevError> {
     Ok(out)
 }
 
+/// Up to this many APQNs, [`users_of`] asks each queue's `status` first.
+const QUEUE_STATUS_MAX: usize = 32;
+
+/// Whether the kernel says no mdev holds APQN `q`: its queue is bound to vfio_ap and its
+/// `status` reads `unassigned` (vfio_ap computes it from every mdev's matrix). A missing
+/// queue (card not plugged, host driver) proves nothing.
+fn queue_unassigned(root: &Root, q: &Apqn) -> bool {
+    let path = root
+        .ap_bus()
+        .join("devices")
+        .join(q.queue_name())
+        .join("status");
+    matches!(read_small(&path), Ok(b) if b.trim_ascii() == b"unassigned")
+}
+
+/// The active mdevs (sorted by UUID) whose matrix holds any of `apqns`: the conflicts of a
+/// device about to start. With 200 active mdevs, reading every `matrix` was most of a
+/// `pre start`; when every queue reports `unassigned` none of them needs reading.
+pub fn users_of(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, MdevError> {
+    if apqns.is_empty()
+        || (apqns.len() <= QUEUE_STATUS_MAX && apqns.iter().all(|q| queue_unassigned(root, q)))
+    {
+        return Ok(Vec::new());
+    }
+    let path = root.matrix();
+    let list_err = |source| MdevError::List {
+        path: path.clone(),
+        source,
+    };
+    let Some(dir) = crate::dirscan::Dir::open(&path).map_err(list_err)? else {
+        return Ok(Vec::new());
+    };
+    let mut uuids = dir.names().map_err(list_err)?;
+    uuids.retain(|n| is_uuid(n));
+    uuids.sort();
+    let mut out = Vec::new();
+    for uuid in uuids {
+        let rel = format!("{uuid}/matrix");
+        let mpath = path.join(&rel);
+        let bytes = match dir.read_keyed(&rel, 1 << 20) {
+            Ok(Some((_, b))) => b,
+            // not a vfio_ap mdev (no matrix attribute), or removed meanwhile
+            Ok(None) => continue,
+            Err(source) => {
+                return Err(sysfs::FileError::Read {
+                    path: mpath,
+                    cause: source,
+                }
+                .into());
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|_| MdevError::Bad {
+            path: mpath.clone(),
+            msg: "not UTF-8".into(),
+        })?;
+        let (adapters, domains) = parse_matrix(&text, &mpath)?;
+        if apqns
+            .iter()
+            .any(|q| adapters.test(q.adapter) && domains.test(q.domain))
+        {
+            // control domains matter to nobody asking about conflicts
+            out.push(ActiveMdev {
+                uuid,
+                matrix: Matrix {
+                    adapters,
+                    domains,
+                    control_domains: Mask::EMPTY,
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// A stored mdevctl config of parent `matrix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefinedMdev {
@@ -659,5 +733,42 @@ mod tests {
             parse_control_domains("0001\n002b\n", p).unwrap().ranges(),
             "1,43"
         );
+    }
+
+    #[test]
+    fn users_of_trusts_unassigned_queues_and_reads_the_mdevs_otherwise() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let w = |rel: &str, text: &str| {
+            let p = root.path(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        };
+        let m = "sys/devices/vfio_ap/matrix";
+        let (u1, u2) = (
+            "11111111-1111-4111-8111-111111111111",
+            "22222222-2222-4222-8222-222222222222",
+        );
+        w(&format!("{m}/{u1}/matrix"), "02.002b\n02.002c\n");
+        w(&format!("{m}/{u2}/matrix"), "03.002b\n");
+        let q = |a, d| Apqn::new(a, d);
+        let uuids = |v: Vec<ActiveMdev>| v.into_iter().map(|a| a.uuid).collect::<Vec<_>>();
+        // no queue devices: every matrix is read
+        assert_eq!(uuids(users_of(&root, &[q(2, 44)]).unwrap()), [u1]);
+        assert_eq!(
+            uuids(users_of(&root, &[q(3, 43), q(2, 43)]).unwrap()),
+            [u1, u2]
+        );
+        assert!(users_of(&root, &[q(4, 43)]).unwrap().is_empty());
+        assert!(users_of(&root, &[]).unwrap().is_empty());
+        // the kernel's answer for a free queue: no matrix needs reading, so even an
+        // unreadable one (a directory here) does not matter
+        w("sys/bus/ap/devices/04.002b/status", "unassigned\n");
+        fs::remove_file(root.path(format!("{m}/{u2}/matrix"))).unwrap();
+        fs::create_dir(root.path(format!("{m}/{u2}/matrix"))).unwrap();
+        assert!(users_of(&root, &[q(4, 43)]).unwrap().is_empty());
+        // any queue without that answer: the matrices are read (and the error surfaces)
+        w("sys/bus/ap/devices/02.002b/status", "assigned\n");
+        assert!(users_of(&root, &[q(4, 43), q(2, 43)]).is_err());
     }
 }

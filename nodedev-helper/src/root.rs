@@ -69,6 +69,11 @@ impl Root {
     pub fn ap_udev_rule(&self) -> PathBuf {
         self.path("etc/udev/rules.d/41-ap.rules")
     }
+    /// `/run/nodedev-helper/autostart.index`: the callout's cache of auto-start configs
+    /// ([`crate::autostart_index`]).
+    pub fn autostart_index(&self) -> PathBuf {
+        self.path("run/nodedev-helper/autostart.index")
+    }
     /// `/run/lock/s390apconfig.lock`: the PID lock shared with chzdev and ap-check.
     pub fn ap_lock(&self) -> PathBuf {
         self.path("run/lock/s390apconfig.lock")

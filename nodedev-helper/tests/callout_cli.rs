@@ -602,3 +602,47 @@ fn broken_other_configs_are_reported_not_fatal() {
     assert_eq!(code(&o), 1, "{o:?}");
     golden("define-broken-config.txt", &normalize(&text(&o.stderr), &h));
 }
+
+/// The index in run/ (autostart_index.rs) must never answer from a stale config: after it is
+/// trusted (configs older than its 2 s racy window), an in-place edit, a rename-over, a new
+/// file and a removal are each seen by the very next run.
+#[test]
+fn the_autostart_index_follows_every_change_of_the_configs() {
+    let h = Host::new();
+    let dev = auto(&[("assign_adapter", "2"), ("assign_domain", "43")]);
+    let free = auto(&[("assign_adapter", "9"), ("assign_domain", "99")]);
+    h.config(U2, &free);
+    h.config(U3, &free);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let define = || {
+        let o = callout(&h, "pre", "define", U1, Some(&dev));
+        callout(&h, "post", "define", U1, Some(&dev));
+        (code(&o), text(&o.stderr))
+    };
+    assert_eq!(define(), (0, String::new()));
+    let index = h.read("run/nodedev-helper/autostart.index");
+    assert!(
+        index.contains(&format!("{U2} ")) && !index.contains(" ?"),
+        "configs older than 2 s are trusted:\n{index}"
+    );
+    let conflict = |u: &str| (1, format!("APQN 2.43 is defined for autostart by {u}\n"));
+
+    // in place, same size: only the file's times tell
+    let same_size = auto(&[("assign_adapter", "2"), ("assign_domain", "43")]);
+    assert_eq!(same_size.len(), free.len());
+    fs::write(h.path(&format!("etc/mdevctl.d/matrix/{U2}")), &same_size).unwrap();
+    assert_eq!(define(), conflict(U2));
+    h.config(U2, &free);
+    assert_eq!(define(), (0, String::new()));
+    // rename-over (how mdevctl 1.4 and editors replace files)
+    let tmp = h.path("etc/mdevctl.d/matrix/.tmp");
+    fs::write(&tmp, &same_size).unwrap();
+    fs::rename(&tmp, h.path(&format!("etc/mdevctl.d/matrix/{U3}"))).unwrap();
+    assert_eq!(define(), conflict(U3));
+    // a new config, then its removal
+    h.config(U3, &free);
+    h.config(U4, &same_size);
+    assert_eq!(define(), conflict(U4));
+    fs::remove_file(h.path(&format!("etc/mdevctl.d/matrix/{U4}"))).unwrap();
+    assert_eq!(define(), (0, String::new()));
+}

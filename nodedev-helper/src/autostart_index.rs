@@ -1,0 +1,562 @@
+//! The auto-start configs of parent `matrix`, remembered between callout runs.
+//!
+//! `pre define`/`pre modify` must compare the new device with every other auto-start config
+//! (ap-check's check). Reading and parsing 1,000 JSON files on each run was most of the
+//! callout's 22 ms; the index in `/run/nodedev-helper/autostart.index` keeps, per config file,
+//! its [`FileKey`] and what the check needs (auto-start or not, adapters, domains), so a run
+//! reads only the files whose key changed.
+//!
+//! Why it cannot answer stale: a config is taken from the index only when its key (inode,
+//! size, mtime, ctime) is unchanged — any write changes ctime, a rename-over changes the
+//! inode. A file changed within [`RACY_NS`] of the index being written might change again in
+//! the same clock tick without a new key, so such entries are stored as unknown (`?`) and read
+//! on the next run. When the directory's own key is unchanged (not racy either), no entry was
+//! added, removed or renamed, and the listing itself is skipped.
+//!
+//! The index is a cache: missing, unreadable, malformed, not ours (owner other than our euid,
+//! writable by group/others) — it is ignored and rebuilt; failing to write it is not an error.
+//! It lives in /run (tmpfs), so it starts empty at boot.
+//!
+//! Format (text, one record per line):
+//! ```text
+//! nodedev-helper autostart index 2
+//! dir INO SIZE MTIME_NS CTIME_NS          (or `dir -`: the directory must be listed)
+//! UUID INO SIZE MTIME_NS CTIME_NS -       (not an auto-start vfio_ap device)
+//! UUID INO SIZE MTIME_NS CTIME_NS A ADAPTERS DOMAINS   (decimal ranges, `.` when empty)
+//! UUID ?                                  (read it next time: racy, unreadable or malformed)
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::apmask::Mask;
+use crate::dirscan::{Dir, FileKey};
+use crate::mdev::{self, BadConfig, DeviceConfig, Matrix, MdevError, VFIO_AP_TYPE};
+use crate::root::Root;
+
+const HEADER: &str = "nodedev-helper autostart index 2";
+
+/// Changes younger than this (at the time the index is written) are not trusted: file system
+/// timestamps are taken from a coarse clock (up to a jiffy, and 1 s or 2 s on some file
+/// systems), so a second write in the same tick could leave the key unchanged.
+pub const RACY_NS: i64 = 2_000_000_000;
+
+/// mdevctl configs are a few hundred bytes; anything this large is not one.
+const CONFIG_CAP: usize = 1 << 20;
+
+/// An auto-start `vfio_ap-passthrough` config: what conflicts are computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Autostart {
+    pub uuid: String,
+    pub adapters: Mask,
+    pub domains: Mask,
+}
+
+/// Every auto-start vfio_ap config (sorted by UUID) and the configs that could not be used.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub autostart: Vec<Autostart>,
+    pub broken: Vec<BadConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Not an auto-start vfio_ap device.
+    Other,
+    Auto {
+        adapters: Mask,
+        domains: Mask,
+    },
+    /// Read it again next time.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    uuid: String,
+    key: Option<FileKey>,
+    state: State,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Index {
+    dir: Option<FileKey>,
+    entries: Vec<Entry>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Decimal ranges as [`Mask::ranges`] prints them (`.` for empty).
+fn parse_ranges(s: &str) -> Option<Mask> {
+    let mut m = Mask::EMPTY;
+    if s == "." {
+        return Some(m);
+    }
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (u8, u8) = (a.parse().ok()?, b.parse().ok()?);
+        if a > b {
+            return None;
+        }
+        for bit in a..=b {
+            m.set(bit);
+        }
+    }
+    Some(m)
+}
+
+fn ranges(m: &Mask) -> String {
+    let r = m.ranges();
+    if r.is_empty() { ".".into() } else { r }
+}
+
+fn parse_key<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<FileKey> {
+    Some(FileKey {
+        ino: f.next()?.parse().ok()?,
+        size: f.next()?.parse().ok()?,
+        mtime_ns: f.next()?.parse().ok()?,
+        ctime_ns: f.next()?.parse().ok()?,
+    })
+}
+
+fn fmt_key(k: &FileKey) -> String {
+    format!("{} {} {} {}", k.ino, k.size, k.mtime_ns, k.ctime_ns)
+}
+
+impl Index {
+    /// `None` for anything but a well-formed index: it is rebuilt then.
+    fn parse(text: &str) -> Option<Index> {
+        let mut lines = text.lines();
+        if lines.next()? != HEADER {
+            return None;
+        }
+        let mut f = lines.next()?.split(' ');
+        if f.next()? != "dir" {
+            return None;
+        }
+        let dir = match f.clone().next()? {
+            "-" => None,
+            _ => Some(parse_key(&mut f)?),
+        };
+        let mut entries: Vec<Entry> = Vec::new();
+        for line in lines {
+            let mut f = line.split(' ');
+            let uuid = f.next()?;
+            // sorted and unique: what `write` produces
+            if !mdev::is_uuid(uuid) || entries.last().is_some_and(|e| e.uuid.as_str() >= uuid) {
+                return None;
+            }
+            let (key, state) = if f.clone().next()? == "?" {
+                (None, State::Unknown)
+            } else {
+                let key = parse_key(&mut f)?;
+                let state = match f.next()? {
+                    "-" => State::Other,
+                    "A" => State::Auto {
+                        adapters: parse_ranges(f.next()?)?,
+                        domains: parse_ranges(f.next()?)?,
+                    },
+                    _ => return None,
+                };
+                (Some(key), state)
+            };
+            entries.push(Entry {
+                uuid: uuid.to_string(),
+                key,
+                state,
+            });
+        }
+        Some(Index { dir, entries })
+    }
+
+    /// The text of this index, written at time `now`: racy keys are dropped.
+    fn render(&self, now: i64) -> String {
+        let fresh = |k: &FileKey| k.changed_ns() <= now - RACY_NS;
+        let mut out = format!("{HEADER}\n");
+        match self.dir.filter(fresh) {
+            Some(k) => out.push_str(&format!("dir {}\n", fmt_key(&k))),
+            None => out.push_str("dir -\n"),
+        }
+        for e in &self.entries {
+            match (&e.key, &e.state) {
+                (Some(k), State::Other) if fresh(k) => {
+                    out.push_str(&format!("{} {} -\n", e.uuid, fmt_key(k)));
+                }
+                (Some(k), State::Auto { adapters, domains }) if fresh(k) => {
+                    out.push_str(&format!(
+                        "{} {} A {} {}\n",
+                        e.uuid,
+                        fmt_key(k),
+                        ranges(adapters),
+                        ranges(domains)
+                    ));
+                }
+                _ => out.push_str(&format!("{} ?\n", e.uuid)),
+            }
+        }
+        out
+    }
+}
+
+/// Only a file and directory that nobody else could have written are trusted: the callout
+/// runs as root, and a forged index would hide conflicts.
+fn trusted(meta: &fs::Metadata) -> bool {
+    // SAFETY: geteuid has no preconditions
+    let euid = unsafe { libc::geteuid() };
+    meta.uid() == euid && meta.mode() & 0o022 == 0
+}
+
+fn load(path: &Path) -> Option<Index> {
+    let dir = fs::symlink_metadata(path.parent()?).ok()?;
+    if !dir.is_dir() || !trusted(&dir) {
+        return None;
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || !trusted(&meta) || meta.len() > 64 << 20 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    io::Read::read_to_end(&mut &f, &mut bytes).ok()?;
+    Index::parse(std::str::from_utf8(&bytes).ok()?)
+}
+
+/// Best effort: tmpfs, no fsync (a lost index is only rebuilt).
+fn store(path: &Path, index: &Index) {
+    let Some(dir) = path.parent() else { return };
+    if fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && trusted(&m) => {}
+        _ => return,
+    }
+    let tmp = dir.join(format!(".autostart.index.{}", std::process::id()));
+    let text = index.render(now_ns());
+    let ok = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        fs::rename(&tmp, path)
+    })();
+    if ok.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
+/// Reads and classifies config `uuid`; unreadable or malformed ones are reported in `broken`
+/// and stored as unknown (so they are reported again next time).
+fn read_entry(dir: &Dir, uuid: &str, broken: &mut Vec<BadConfig>) -> Option<Entry> {
+    let path = || dir.path().join(uuid);
+    let unknown = Entry {
+        uuid: uuid.to_string(),
+        key: None,
+        state: State::Unknown,
+    };
+    match dir.read_keyed(uuid, CONFIG_CAP) {
+        Ok(None) => None,
+        Ok(Some((key, bytes))) => match DeviceConfig::parse(&bytes) {
+            Ok(c) => {
+                let state = if c.mdev_type == VFIO_AP_TYPE && c.autostart {
+                    let (m, _) = Matrix::from_attrs(&c.attrs);
+                    State::Auto {
+                        adapters: m.adapters,
+                        domains: m.domains,
+                    }
+                } else {
+                    State::Other
+                };
+                Some(Entry {
+                    uuid: uuid.to_string(),
+                    key: Some(key),
+                    state,
+                })
+            }
+            Err(e) => {
+                broken.push(BadConfig {
+                    path: path(),
+                    reason: e.to_string(),
+                });
+                Some(unknown)
+            }
+        },
+        Err(e) => {
+            broken.push(BadConfig {
+                path: path(),
+                reason: format!("cannot read: {e}"),
+            });
+            Some(unknown)
+        }
+    }
+}
+
+/// The entry for `uuid`: `old` when its key still matches, else read afresh (`true`).
+fn refresh(
+    dir: &Dir,
+    uuid: &str,
+    old: Option<Entry>,
+    broken: &mut Vec<BadConfig>,
+) -> Result<(Option<Entry>, bool), MdevError> {
+    if let Some(old) = old.filter(|e| e.key.is_some()) {
+        let now = dir.stat(uuid).map_err(|source| MdevError::List {
+            path: dir.path().join(uuid),
+            source,
+        })?;
+        if now == old.key {
+            return Ok((Some(old), false));
+        }
+    }
+    Ok((read_entry(dir, uuid, broken), true))
+}
+
+/// The auto-start vfio_ap configs under `etc/mdevctl.d/matrix`, through the index.
+pub fn scan(root: &Root) -> Result<Scan, MdevError> {
+    let path = root.mdevctl_configs();
+    let list_err = |source| MdevError::List {
+        path: path.clone(),
+        source,
+    };
+    let Some(dir) = Dir::open(&path).map_err(list_err)? else {
+        return Ok(Scan::default());
+    };
+    let dkey = dir.key().map_err(list_err)?;
+    let index_path = root.autostart_index();
+    let old = load(&index_path).unwrap_or_default();
+    let mut broken = Vec::new();
+    let mut entries = Vec::new();
+    let mut changed = old.dir != Some(dkey);
+    if !changed {
+        // same directory version: same names, only contents may have changed
+        entries.reserve(old.entries.len());
+        for e in old.entries {
+            let uuid = e.uuid.clone();
+            let (new, read) = refresh(&dir, &uuid, Some(e), &mut broken)?;
+            changed |= read;
+            entries.extend(new);
+        }
+    } else {
+        let mut by_uuid: HashMap<String, Entry> = old
+            .entries
+            .into_iter()
+            .map(|e| (e.uuid.clone(), e))
+            .collect();
+        let mut names = dir.names().map_err(list_err)?;
+        names.retain(|n| mdev::is_uuid(n));
+        names.sort();
+        for n in &names {
+            let (new, _) = refresh(&dir, n, by_uuid.remove(n.as_str()), &mut broken)?;
+            entries.extend(new);
+        }
+    }
+    let index = Index {
+        dir: Some(dkey),
+        entries,
+    };
+    if changed {
+        store(&index_path, &index);
+    }
+    let autostart = index
+        .entries
+        .into_iter()
+        .filter_map(|e| match e.state {
+            State::Auto { adapters, domains } => Some(Autostart {
+                uuid: e.uuid,
+                adapters,
+                domains,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Scan { autostart, broken })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn config(a: u8, d: u8, start: &str) -> String {
+        format!(
+            r#"{{"mdev_type":"vfio_ap-passthrough","start":"{start}","attrs":[{{"assign_adapter":"{a}"}},{{"assign_domain":"{d}"}}]}}"#
+        )
+    }
+
+    fn uuid(i: u32) -> String {
+        format!("{i:08x}-0000-4000-8000-000000000000")
+    }
+
+    /// What a full read (no index) says, as `(uuid, adapters, domains)`.
+    fn truth(root: &Root) -> Vec<(String, String, String)> {
+        let (defined, _) = mdev::defined(root).unwrap();
+        defined
+            .into_iter()
+            .filter(|d| d.config.mdev_type == VFIO_AP_TYPE && d.config.autostart)
+            .map(|d| {
+                let (m, _) = Matrix::from_attrs(&d.config.attrs);
+                (d.uuid, m.adapters.ranges(), m.domains.ranges())
+            })
+            .collect()
+    }
+
+    fn via_index(root: &Root) -> Vec<(String, String, String)> {
+        scan(root)
+            .unwrap()
+            .autostart
+            .into_iter()
+            .map(|a| (a.uuid, a.adapters.ranges(), a.domains.ranges()))
+            .collect()
+    }
+
+    /// Makes every file and the directory look older than the racy window.
+    fn age(root: &Root) {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+        let dir = root.mdevctl_configs();
+        for e in fs::read_dir(&dir).unwrap() {
+            let f = fs::File::options()
+                .write(true)
+                .open(e.unwrap().path())
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        // ctime cannot be set back: these tests rely on mtime being part of the key and on
+        // the index storing racy entries as unknown, so they read files again (still correct)
+    }
+
+    #[test]
+    fn index_answers_like_a_full_read_through_every_kind_of_change() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let dir = root.mdevctl_configs();
+        fs::create_dir_all(&dir).unwrap();
+        for i in 0..20 {
+            let start = if i % 3 == 0 { "manual" } else { "auto" };
+            fs::write(dir.join(uuid(i)), config(i as u8, 7, start)).unwrap();
+        }
+        fs::write(dir.join("not-a-uuid"), "x").unwrap();
+        age(&root);
+        assert_eq!(via_index(&root), truth(&root));
+        assert!(root.autostart_index().exists());
+        // again from the index
+        assert_eq!(via_index(&root), truth(&root));
+        // in-place edit (same size), new file, removal, rename-over
+        fs::write(dir.join(uuid(1)), config(9, 7, "auto")).unwrap();
+        fs::write(dir.join(uuid(30)), config(30, 8, "auto")).unwrap();
+        fs::remove_file(dir.join(uuid(2))).unwrap();
+        fs::write(dir.join(".tmp"), config(200, 200, "auto")).unwrap();
+        fs::rename(dir.join(".tmp"), dir.join(uuid(4))).unwrap();
+        assert_eq!(via_index(&root), truth(&root));
+        assert_eq!(via_index(&root), truth(&root));
+        let got = via_index(&root);
+        assert!(
+            got.contains(&(uuid(4), "200".into(), "200".into())),
+            "{got:?}"
+        );
+        assert!(got.contains(&(uuid(1), "9".into(), "7".into())), "{got:?}");
+        assert!(!got.iter().any(|g| g.0 == uuid(2)));
+    }
+
+    #[test]
+    fn a_trusted_index_is_used_and_a_forged_or_broken_one_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let dir = root.mdevctl_configs();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(uuid(1)), config(1, 1, "auto")).unwrap();
+        let d = Dir::open(&dir).unwrap().unwrap();
+        // an index older than the racy window, claiming other contents for the same key
+        let k = d.stat(&uuid(1)).unwrap().unwrap();
+        let dk = d.key().unwrap();
+        let forged = format!(
+            "{HEADER}\ndir {}\n{} {} A 5 5\n",
+            fmt_key(&dk),
+            uuid(1),
+            fmt_key(&k)
+        );
+        let ip = root.autostart_index();
+        fs::create_dir_all(ip.parent().unwrap()).unwrap();
+        fs::write(&ip, &forged).unwrap();
+        // ours and not writable by others: it is believed (this is what makes it fast)
+        assert_eq!(via_index(&root), vec![(uuid(1), "5".into(), "5".into())]);
+        // writable by others: ignored, the file is read
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&ip, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(via_index(&root), vec![(uuid(1), "1".into(), "1".into())]);
+        // garbage: ignored and rebuilt
+        fs::write(&ip, "nodedev-helper autostart index 2\ndir 1 2\n").unwrap();
+        assert_eq!(via_index(&root), vec![(uuid(1), "1".into(), "1".into())]);
+        let text = fs::read_to_string(&ip).unwrap();
+        assert!(text.starts_with(HEADER), "{text}");
+    }
+
+    #[test]
+    fn racy_entries_are_stored_as_unknown_and_broken_configs_reported_each_time() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let dir = root.mdevctl_configs();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(uuid(1)), config(1, 1, "auto")).unwrap();
+        fs::write(dir.join(uuid(2)), "{ not json").unwrap();
+        for _ in 0..2 {
+            let s = scan(&root).unwrap();
+            assert_eq!(s.autostart.len(), 1);
+            assert_eq!(s.broken.len(), 1, "{:?}", s.broken);
+            assert!(s.broken[0].path.ends_with(uuid(2)));
+        }
+        let text = fs::read_to_string(root.autostart_index()).unwrap();
+        // just written files are racy: nothing trusted yet
+        assert!(text.contains("dir -\n"), "{text}");
+        assert!(text.contains(&format!("{} ?\n", uuid(1))), "{text}");
+    }
+
+    #[test]
+    fn index_text_roundtrips() {
+        let k = FileKey {
+            ino: 5,
+            size: 100,
+            mtime_ns: 1,
+            ctime_ns: 2,
+        };
+        let idx = Index {
+            dir: Some(k),
+            entries: vec![
+                Entry {
+                    uuid: uuid(1),
+                    key: Some(k),
+                    state: State::Auto {
+                        adapters: [0u8, 1, 2, 255].into_iter().collect(),
+                        domains: Mask::EMPTY,
+                    },
+                },
+                Entry {
+                    uuid: uuid(2),
+                    key: Some(k),
+                    state: State::Other,
+                },
+                Entry {
+                    uuid: uuid(3),
+                    key: None,
+                    state: State::Unknown,
+                },
+            ],
+        };
+        let text = idx.render(10 * RACY_NS);
+        assert_eq!(Index::parse(&text), Some(idx), "{text}");
+        assert_eq!(parse_ranges("3-1"), None);
+        assert_eq!(parse_ranges("256"), None);
+    }
+}
