@@ -202,10 +202,13 @@ impl Key {
     }
 }
 
+/// A directory's relevant names, shared with the lookups (no copy of the listing per lookup).
+type Names = Arc<[(OsString, Kind)]>;
+
 struct CachedDir {
     path: PathBuf,
     key: Key,
-    names: Vec<(OsString, Kind)>,
+    names: Names,
 }
 
 struct CachedFile {
@@ -243,10 +246,10 @@ impl Cache {
         self.bytes = 0;
     }
 
-    fn listing(&mut self, dir: &Path, key: Key) -> io::Result<Vec<(OsString, Kind)>> {
+    fn listing(&mut self, dir: &Path, key: Key) -> io::Result<Names> {
         if let Some(d) = self.dirs.iter().find(|d| d.path == dir) {
             if d.key == key {
-                return Ok(d.names.clone());
+                return Ok(Arc::clone(&d.names));
             }
         }
         let mut names = Vec::new();
@@ -258,6 +261,7 @@ impl Cache {
             }
         }
         names.sort();
+        let names: Names = names.into();
         self.dirs.retain(|d| d.path != dir);
         if key.settled() {
             if self.dirs.len() >= MAX_CACHED_DIRS {
@@ -266,7 +270,7 @@ impl Cache {
             self.dirs.push(CachedDir {
                 path: dir.to_owned(),
                 key,
-                names: names.clone(),
+                names: Arc::clone(&names),
             });
         }
         Ok(names)
@@ -406,7 +410,7 @@ impl Cache {
     }
 
     /// The relevant names in `dir`, or None if it does not exist.
-    fn dir_names(&mut self, dir: &Path) -> io::Result<Option<Vec<(OsString, Kind)>>> {
+    fn dir_names(&mut self, dir: &Path) -> io::Result<Option<Names>> {
         let meta = match fs::metadata(dir) {
             Ok(m) => m,
             Err(e)
@@ -430,7 +434,7 @@ impl Cache {
             return Ok(Snapshot::default());
         };
         let mut files = Vec::with_capacity(names.len());
-        for (name, kind) in names {
+        for &(ref name, kind) in names.iter() {
             if kind == Kind::Macs && !want_macs {
                 continue;
             }
