@@ -10,6 +10,11 @@
 //! its key). The cache is bounded and guarded by a mutex that is only ever `try_lock`ed: a
 //! thread that finds it busy (or a child forked while another thread held it) resolves
 //! without the cache instead of waiting.
+//!
+//! Trust window: the directory is stat'ed on every lookup, but its files are not while the
+//! directory's key is unchanged and all its files of the kind needed were key-checked less
+//! than [`TRUST_WINDOW`] ago (see there for why that is safe). At small lease counts the
+//! stat(2) of every file was most of a lookup's cost (issue #2).
 
 use std::ffi::OsString;
 use std::fs;
@@ -18,7 +23,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, TryLockError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::leases::{Lease, MacsFile, StatusFile};
 
@@ -34,6 +39,19 @@ const MAX_CACHED_FILES: usize = 256;
 const MAX_CACHED_DIRS: usize = 8;
 /// Entries modified this recently when read are not trusted from the cache.
 pub const RACY_SECS: i64 = 2;
+/// How long files, once all key-checked (stat'ed), are served from the cache without a stat
+/// each, as long as the lease directory's own key (inode, size, mtime, ctime) is unchanged.
+///
+/// Why this is safe: libvirt never edits a lease file in place. `libvirt_leaseshelper`
+/// writes `<bridge>.status.new` and renames it over `<bridge>.status`, and the network
+/// driver replaces `<bridge>.macs` the same way; creating, renaming and unlinking entries all
+/// update the directory's mtime and ctime, so the directory key, checked on every lookup,
+/// changes and the next lookup re-lists and re-checks every file: a rename is seen at once.
+/// The directory key is only cached once [`Key::settled`], so a change in the same
+/// timestamp tick as the listing cannot keep the old key. Only an in-place rewrite of a file
+/// (not how libvirt writes; a person editing a file by hand) leaves the directory alone; it
+/// is seen at most `TRUST_WINDOW` late.
+pub const TRUST_WINDOW: Duration = Duration::from_secs(1);
 
 /// Which NSS service is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +108,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    fn index(self) -> usize {
+        match self {
+            Kind::Status => 0,
+            Kind::Macs => 1,
+        }
+    }
+
     /// libvirt's naming: `<bridge>.status`, `<bridge>.macs`; everything else is ignored.
     pub fn of(name: &std::ffi::OsStr) -> Option<Kind> {
         let b = name.as_encoded_bytes();
@@ -202,10 +227,26 @@ impl Key {
     }
 }
 
+/// A directory's relevant names, shared with the lookups (no copy of the listing per lookup).
+type Names = Arc<[(OsString, Kind)]>;
+
 struct CachedDir {
     path: PathBuf,
     key: Key,
-    names: Vec<(OsString, Kind)>,
+    names: Names,
+    /// Per [`Kind`] (a `libvirt` lookup never reads `.macs` files): when a lookup started
+    /// that then key-checked every file of that kind in `names`; None before the first.
+    files_checked: [Option<Instant>; 2],
+}
+
+impl CachedDir {
+    /// Files of `kind` may be served from the cache without a stat: see [`TRUST_WINDOW`].
+    /// (That the directory's key is unchanged is what finding this entry means: `listing`
+    /// drops an entry whose key differs.)
+    fn trusted(&self, kind: Kind, now: Instant) -> bool {
+        self.files_checked[kind.index()]
+            .is_some_and(|t| now.saturating_duration_since(t) < TRUST_WINDOW)
+    }
 }
 
 struct CachedFile {
@@ -243,10 +284,10 @@ impl Cache {
         self.bytes = 0;
     }
 
-    fn listing(&mut self, dir: &Path, key: Key) -> io::Result<Vec<(OsString, Kind)>> {
+    fn listing(&mut self, dir: &Path, key: Key) -> io::Result<Names> {
         if let Some(d) = self.dirs.iter().find(|d| d.path == dir) {
             if d.key == key {
-                return Ok(d.names.clone());
+                return Ok(Arc::clone(&d.names));
             }
         }
         let mut names = Vec::new();
@@ -258,6 +299,7 @@ impl Cache {
             }
         }
         names.sort();
+        let names: Names = names.into();
         self.dirs.retain(|d| d.path != dir);
         if key.settled() {
             if self.dirs.len() >= MAX_CACHED_DIRS {
@@ -266,20 +308,80 @@ impl Cache {
             self.dirs.push(CachedDir {
                 path: dir.to_owned(),
                 key,
-                names: names.clone(),
+                names: Arc::clone(&names),
+                files_checked: [None; 2],
             });
         }
         Ok(names)
+    }
+
+    /// Whether `dir`'s files of `kind` may be served without a stat (it was just listed).
+    fn trusted(&self, dir: &Path, kind: Kind, now: Instant) -> bool {
+        self.dirs
+            .iter()
+            .find(|d| d.path == dir)
+            .is_some_and(|d| d.trusted(kind, now))
+    }
+
+    /// Every file of `kind` in `dir` was key-checked by a lookup that started at `start`.
+    fn checked(&mut self, dir: &Path, kind: Kind, start: Instant) {
+        if let Some(d) = self.dirs.iter_mut().find(|d| d.path == dir) {
+            d.files_checked[kind.index()] = Some(start);
+        }
+    }
+
+    /// Appends `dir`'s files of `kind` to `out` (see [`Cache::file`]); an untrusted pass
+    /// key-checks each of them and so makes the kind trusted for [`TRUST_WINDOW`].
+    fn files_of(
+        &mut self,
+        dir: &Path,
+        names: &[(OsString, Kind)],
+        kind: Kind,
+        needles: Option<&[String]>,
+        start: Instant,
+        out: &mut Vec<FileView>,
+    ) {
+        let trusted = self.trusted(dir, kind, start);
+        for (n, _) in names.iter().filter(|(_, k)| *k == kind) {
+            out.push(self.file(dir.join(n), kind, needles, trusted));
+        }
+        if !trusted {
+            self.checked(dir, kind, start);
+        }
     }
 
     /// `dir/name` as a lookup needs it. With `needles`, a file not yet parsed whose bytes
     /// contain none of them (ASCII case-insensitively) cannot match and is not parsed: a
     /// one-shot process (ssh) then parses only the file holding the name. A file seen a
     /// second time with the same key is parsed, indexed and kept for the next lookups.
-    fn file(&mut self, path: PathBuf, kind: Kind, needles: Option<&[String]>) -> FileView {
+    /// `trusted`: a parsed cached file is returned without a stat ([`TRUST_WINDOW`]).
+    fn file(
+        &mut self,
+        path: PathBuf,
+        kind: Kind,
+        needles: Option<&[String]>,
+        trusted: bool,
+    ) -> FileView {
+        if trusted {
+            if let Some(c) = self
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .and_then(|f| f.content.as_ref())
+            {
+                return FileView {
+                    content: c.clone(),
+                    path,
+                    kind,
+                };
+            }
+        }
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
+                // Nothing cached for a path may outlive a key check that failed: a trusted
+                // lookup would serve it.
+                self.forget(&path);
                 return FileView {
                     path,
                     kind,
@@ -288,6 +390,7 @@ impl Cache {
             }
         };
         if !meta.is_file() {
+            self.forget(&path);
             return FileView {
                 path,
                 kind,
@@ -308,16 +411,10 @@ impl Cache {
                 seen_before = true;
             }
         }
-        if needles.is_some_and(|n| n.is_empty()) && !seen_before {
-            return FileView {
-                path,
-                kind,
-                content: Content::Skipped,
-            };
-        }
         let bytes = match read_capped(&path) {
             Ok(b) => b,
             Err(why) => {
+                self.forget(&path);
                 return FileView {
                     path,
                     kind,
@@ -336,8 +433,7 @@ impl Cache {
         } else {
             Some(parse(&bytes, kind))
         };
-        self.files.retain(|f| f.path != path);
-        self.bytes = self.files.iter().map(|f| f.key.size).sum();
+        self.forget(&path);
         if key.settled() {
             if self.files.len() >= MAX_CACHED_FILES || self.bytes + key.size > MAX_CACHED_BYTES {
                 self.files = Vec::new();
@@ -357,6 +453,13 @@ impl Cache {
         }
     }
 
+    fn forget(&mut self, path: &Path) {
+        if let Some(i) = self.files.iter().position(|f| f.path == path) {
+            let f = self.files.swap_remove(i);
+            self.bytes = self.bytes.saturating_sub(f.key.size);
+        }
+    }
+
     /// The files a forward lookup of `name` needs, prefiltered by what can match:
     /// `libvirt`: `.status` files containing the name; `libvirt_guest`: `.macs` files
     /// containing the domain name, then `.status` files containing one of its MACs.
@@ -369,14 +472,13 @@ impl Cache {
         let Some(names) = self.dir_names(dir)? else {
             return Ok(Snapshot::default());
         };
+        let start = Instant::now();
         let name_lc = [name.to_ascii_lowercase()];
         let mut files = Vec::with_capacity(names.len());
         let macs: Vec<String> = match service {
             Service::Libvirt => Vec::new(),
             Service::Guest => {
-                for (n, kind) in names.iter().filter(|(_, k)| *k == Kind::Macs) {
-                    files.push(self.file(dir.join(n), *kind, Some(&name_lc)));
-                }
+                self.files_of(dir, &names, Kind::Macs, Some(&name_lc), start, &mut files);
                 let mut macs = Vec::new();
                 for f in &files {
                     if let Content::Macs(m) = &f.content {
@@ -394,11 +496,18 @@ impl Cache {
         };
         let needles: &[String] = match service {
             Service::Libvirt => &name_lc,
+            // A domain with no MAC has no lease: no `.status` file can change the answer, so
+            // none is looked at, not even stat'ed. That is every `libvirt_guest` lookup of a
+            // name that is not a guest (a DNS name, with `hosts: ... libvirt_guest dns`).
+            Service::Guest if macs.is_empty() => {
+                return Ok(Snapshot {
+                    files,
+                    dir_exists: true,
+                });
+            }
             Service::Guest => &macs,
         };
-        for (n, kind) in names.iter().filter(|(_, k)| *k == Kind::Status) {
-            files.push(self.file(dir.join(n), *kind, Some(needles)));
-        }
+        self.files_of(dir, &names, Kind::Status, Some(needles), start, &mut files);
         Ok(Snapshot {
             files,
             dir_exists: true,
@@ -406,7 +515,7 @@ impl Cache {
     }
 
     /// The relevant names in `dir`, or None if it does not exist.
-    fn dir_names(&mut self, dir: &Path) -> io::Result<Option<Vec<(OsString, Kind)>>> {
+    fn dir_names(&mut self, dir: &Path) -> io::Result<Option<Names>> {
         let meta = match fs::metadata(dir) {
             Ok(m) => m,
             Err(e)
@@ -429,12 +538,27 @@ impl Cache {
         let Some(names) = self.dir_names(dir)? else {
             return Ok(Snapshot::default());
         };
+        let start = Instant::now();
+        let kinds: &[Kind] = if want_macs {
+            &[Kind::Status, Kind::Macs]
+        } else {
+            &[Kind::Status]
+        };
+        let mut trusted = [false; 2];
+        for &k in kinds {
+            trusted[k.index()] = self.trusted(dir, k, start);
+        }
+        // In file-name order, both kinds mixed (the CLI lists files in this order).
         let mut files = Vec::with_capacity(names.len());
-        for (name, kind) in names {
-            if kind == Kind::Macs && !want_macs {
-                continue;
+        for (name, kind) in names.iter() {
+            if kinds.contains(kind) {
+                files.push(self.file(dir.join(name), *kind, None, trusted[kind.index()]));
             }
-            files.push(self.file(dir.join(name), kind, None));
+        }
+        for &k in kinds {
+            if !trusted[k.index()] {
+                self.checked(dir, k, start);
+            }
         }
         Ok(Snapshot {
             files,
@@ -886,6 +1010,63 @@ mod tests {
             Answer::NotFound
         );
         fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn trust_window_sees_in_place_edits_late_and_renames_at_once() {
+        // A private cache: the process-wide one is shared with tests running in parallel,
+        // and a lookup that finds it busy resolves uncached (no trust, every edit seen).
+        let mut cache = Cache::new();
+        fn ask(cache: &mut Cache, dir: &Path) -> Answer {
+            let snap = cache.snapshot_for(dir, Service::Libvirt, "trusty").unwrap();
+            answer(&snap, "trusty", Service::Libvirt, Family::V4, NOW)
+        }
+        let status = |ip: &str| {
+            format!(r#"[{{"ip-address": "{ip}", "hostname": "trusty", "expiry-time": 0}}]"#)
+        };
+        // Two directories, one for each half, so that both settle in one wait.
+        let base = std::env::temp_dir().join(format!("nss-trust-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (renamed, edited) = (base.join("renamed"), base.join("edited"));
+        for d in [&renamed, &edited] {
+            fs::create_dir_all(d).unwrap();
+            fs::write(d.join("virbr0.status"), status("10.0.0.1")).unwrap();
+        }
+        // Only settled keys are cached (and so trusted): wait until the directories and the
+        // files are past the racy window, as real lease files usually are.
+        let settled = |p: &Path| Key::of(&fs::metadata(p).unwrap()).settled();
+        while ![&renamed, &edited]
+            .iter()
+            .all(|d| settled(d) && settled(&d.join("virbr0.status")))
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // libvirt's way: write a temp file and rename it over the old one. The directory's
+        // key changes, so the very next lookup sees the new file, trusted window or not.
+        assert_eq!(ask(&mut cache, &renamed), found(&[v4("10.0.0.1")])); // key-checks every file
+        assert!(cache.trusted(&renamed, Kind::Status, Instant::now()));
+        assert_eq!(ask(&mut cache, &renamed), found(&[v4("10.0.0.1")])); // served without stats
+        let tmp = renamed.join("virbr0.status.new");
+        fs::write(&tmp, status("10.0.0.2")).unwrap();
+        fs::rename(&tmp, renamed.join("virbr0.status")).unwrap();
+        assert_eq!(ask(&mut cache, &renamed), found(&[v4("10.0.0.2")]));
+
+        // An in-place rewrite (same inode, the directory untouched) is not seen while the
+        // window lasts, and is seen once it is over.
+        let checked = Instant::now();
+        assert_eq!(ask(&mut cache, &edited), found(&[v4("10.0.0.1")]));
+        fs::write(edited.join("virbr0.status"), status("10.0.0.9")).unwrap();
+        let stale = ask(&mut cache, &edited);
+        // Only meaningful if the machine was not so slow that the window already ended.
+        if checked.elapsed() < TRUST_WINDOW {
+            assert_eq!(stale, found(&[v4("10.0.0.1")]), "served without a stat");
+        } else {
+            eprintln!("trust window over before the stale lookup: not checked");
+        }
+        std::thread::sleep(TRUST_WINDOW + Duration::from_millis(100));
+        assert_eq!(ask(&mut cache, &edited), found(&[v4("10.0.0.9")]));
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

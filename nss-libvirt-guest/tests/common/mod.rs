@@ -6,14 +6,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The cdylib cargo built next to this test's profile dir (`target/<profile>/`).
+/// The cdylib cargo built for this test run: `target/[<triple>/]<profile>/deps/`, beside the
+/// test executable. `cargo test` builds the library (both crate types) there but does not
+/// copy it up to `<profile>/` as `cargo build` does: the copy there is whatever the last
+/// `cargo build` left (stale code natively; missing for a cross target, check-s390x).
 pub fn cdylib() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let so = profile_dir.join("libnss_libvirt_guest.so");
+    let deps = exe.parent().expect("target/<profile>/deps/<test>");
+    let so = deps.join("libnss_libvirt_guest.so");
     assert!(
         so.is_file(),
         "{} is not built (cargo builds the cdylib before integration tests)",
