@@ -94,15 +94,28 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// A decimal number of at most 19 digits (no sign: the index never holds negative ones).
+fn num(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })
+}
+
 /// Decimal ranges as [`Mask::ranges`] prints them (`.` for empty).
-fn parse_ranges(s: &str) -> Option<Mask> {
+fn parse_ranges(s: &[u8]) -> Option<Mask> {
     let mut m = Mask::EMPTY;
-    if s == "." {
+    if s == b"." {
         return Some(m);
     }
-    for part in s.split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (u8, u8) = (a.parse().ok()?, b.parse().ok()?);
+    for part in s.split(|&c| c == b',') {
+        let (a, b) = match part.iter().position(|&c| c == b'-') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, part),
+        };
+        let (a, b) = (u8::try_from(num(a)?).ok()?, u8::try_from(num(b)?).ok()?);
         if a > b {
             return None;
         }
@@ -118,12 +131,19 @@ fn ranges(m: &Mask) -> String {
     if r.is_empty() { ".".into() } else { r }
 }
 
-fn parse_key<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<FileKey> {
+/// The space-separated fields of one index line.
+type Fields<'a> = std::slice::Split<'a, u8, fn(&u8) -> bool>;
+
+fn fields(line: &[u8]) -> Fields<'_> {
+    line.split((|c| *c == b' ') as fn(&u8) -> bool)
+}
+
+fn parse_key(f: &mut Fields<'_>) -> Option<FileKey> {
     Some(FileKey {
-        ino: f.next()?.parse().ok()?,
-        size: f.next()?.parse().ok()?,
-        mtime_ns: f.next()?.parse().ok()?,
-        ctime_ns: f.next()?.parse().ok()?,
+        ino: num(f.next()?)?,
+        size: num(f.next()?)?,
+        mtime_ns: i64::try_from(num(f.next()?)?).ok()?,
+        ctime_ns: i64::try_from(num(f.next()?)?).ok()?,
     })
 }
 
@@ -132,35 +152,36 @@ fn fmt_key(k: &FileKey) -> String {
 }
 
 impl Index {
-    /// `None` for anything but a well-formed index: it is rebuilt then.
-    fn parse(text: &str) -> Option<Index> {
-        let mut lines = text.lines();
-        if lines.next()? != HEADER {
+    /// `None` for anything but a well-formed index: it is rebuilt then. (Parsed on bytes:
+    /// this runs for every config on every `pre define`.)
+    fn parse(text: &[u8]) -> Option<Index> {
+        let mut lines = text.strip_suffix(b"\n")?.split(|&c| c == b'\n');
+        if lines.next()? != HEADER.as_bytes() {
             return None;
         }
-        let mut f = lines.next()?.split(' ');
-        if f.next()? != "dir" {
+        let mut f = fields(lines.next()?);
+        if f.next()? != b"dir" {
             return None;
         }
         let dir = match f.clone().next()? {
-            "-" => None,
+            b"-" => None,
             _ => Some(parse_key(&mut f)?),
         };
         let mut entries: Vec<Entry> = Vec::new();
         for line in lines {
-            let mut f = line.split(' ');
-            let uuid = f.next()?;
-            // sorted and unique: what `write` produces
+            let mut f = fields(line);
+            let uuid = std::str::from_utf8(f.next()?).ok()?;
+            // sorted and unique: what `render` produces
             if !mdev::is_uuid(uuid) || entries.last().is_some_and(|e| e.uuid.as_str() >= uuid) {
                 return None;
             }
-            let (key, state) = if f.clone().next()? == "?" {
+            let (key, state) = if f.clone().next()? == b"?" {
                 (None, State::Unknown)
             } else {
                 let key = parse_key(&mut f)?;
                 let state = match f.next()? {
-                    "-" => State::Other,
-                    "A" => State::Auto {
+                    b"-" => State::Other,
+                    b"A" => State::Auto {
                         adapters: parse_ranges(f.next()?)?,
                         domains: parse_ranges(f.next()?)?,
                     },
@@ -230,7 +251,7 @@ fn load(path: &Path) -> Option<Index> {
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
     io::Read::read_to_end(&mut &f, &mut bytes).ok()?;
-    Index::parse(std::str::from_utf8(&bytes).ok()?)
+    Index::parse(&bytes)
 }
 
 /// Best effort: tmpfs, no fsync (a lost index is only rebuilt).
@@ -555,8 +576,20 @@ mod tests {
             ],
         };
         let text = idx.render(10 * RACY_NS);
-        assert_eq!(Index::parse(&text), Some(idx), "{text}");
-        assert_eq!(parse_ranges("3-1"), None);
-        assert_eq!(parse_ranges("256"), None);
+        assert_eq!(Index::parse(text.as_bytes()), Some(idx), "{text}");
+        assert_eq!(parse_ranges(b"3-1"), None);
+        assert_eq!(parse_ranges(b"256"), None);
+        assert_eq!(parse_ranges(b"-1"), None);
+        assert_eq!(parse_ranges(b"1,"), None);
+        assert_eq!(
+            parse_ranges(b"0-2,9").map(|m| m.ranges()),
+            Some("0-2,9".into())
+        );
+        // every truncation of a valid index is refused, never misread
+        for cut in 1..text.len() {
+            if text.as_bytes()[cut - 1] != b'\n' {
+                assert_eq!(Index::parse(&text.as_bytes()[..cut]), None, "cut at {cut}");
+            }
+        }
     }
 }
