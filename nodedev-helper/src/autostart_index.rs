@@ -47,10 +47,38 @@ pub const RACY_NS: i64 = 2_000_000_000;
 /// mdevctl configs are a few hundred bytes; anything this large is not one.
 const CONFIG_CAP: usize = 1 << 20;
 
+/// A config's name: a UUID, kept inline (no allocation for each of 1,000 configs per run).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uuid([u8; 36]);
+
+impl Uuid {
+    pub fn parse(s: &[u8]) -> Option<Uuid> {
+        let b: [u8; 36] = s.try_into().ok()?;
+        // is_uuid admits only ASCII, so as_str below is always valid
+        mdev::is_uuid(std::str::from_utf8(&b).ok()?).then_some(Uuid(b))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Uuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An auto-start `vfio_ap-passthrough` config: what conflicts are computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Autostart {
-    pub uuid: String,
+    pub uuid: Uuid,
     pub adapters: Mask,
     pub domains: Mask,
 }
@@ -76,7 +104,7 @@ enum State {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    uuid: String,
+    uuid: Uuid,
     key: Option<FileKey>,
     state: State,
 }
@@ -170,9 +198,9 @@ impl Index {
         let mut entries: Vec<Entry> = Vec::new();
         for line in lines {
             let mut f = fields(line);
-            let uuid = std::str::from_utf8(f.next()?).ok()?;
+            let uuid = Uuid::parse(f.next()?)?;
             // sorted and unique: what `render` produces
-            if !mdev::is_uuid(uuid) || entries.last().is_some_and(|e| e.uuid.as_str() >= uuid) {
+            if entries.last().is_some_and(|e| e.uuid >= uuid) {
                 return None;
             }
             let (key, state) = if f.clone().next()? == b"?" {
@@ -189,11 +217,7 @@ impl Index {
                 };
                 (Some(key), state)
             };
-            entries.push(Entry {
-                uuid: uuid.to_string(),
-                key,
-                state,
-            });
+            entries.push(Entry { uuid, key, state });
         }
         Some(Index { dir, entries })
     }
@@ -282,14 +306,14 @@ fn store(path: &Path, index: &Index) {
 
 /// Reads and classifies config `uuid`; unreadable or malformed ones are reported in `broken`
 /// and stored as unknown (so they are reported again next time).
-fn read_entry(dir: &Dir, uuid: &str, broken: &mut Vec<BadConfig>) -> Option<Entry> {
-    let path = || dir.path().join(uuid);
+fn read_entry(dir: &Dir, uuid: Uuid, broken: &mut Vec<BadConfig>) -> Option<Entry> {
+    let path = || dir.path().join(uuid.as_str());
     let unknown = Entry {
-        uuid: uuid.to_string(),
+        uuid,
         key: None,
         state: State::Unknown,
     };
-    match dir.read_keyed(uuid, CONFIG_CAP) {
+    match dir.read_keyed(uuid.as_str(), CONFIG_CAP) {
         Ok(None) => None,
         Ok(Some((key, bytes))) => match DeviceConfig::parse(&bytes) {
             Ok(c) => {
@@ -303,7 +327,7 @@ fn read_entry(dir: &Dir, uuid: &str, broken: &mut Vec<BadConfig>) -> Option<Entr
                     State::Other
                 };
                 Some(Entry {
-                    uuid: uuid.to_string(),
+                    uuid,
                     key: Some(key),
                     state,
                 })
@@ -329,13 +353,13 @@ fn read_entry(dir: &Dir, uuid: &str, broken: &mut Vec<BadConfig>) -> Option<Entr
 /// The entry for `uuid`: `old` when its key still matches, else read afresh (`true`).
 fn refresh(
     dir: &Dir,
-    uuid: &str,
+    uuid: Uuid,
     old: Option<Entry>,
     broken: &mut Vec<BadConfig>,
 ) -> Result<(Option<Entry>, bool), MdevError> {
     if let Some(old) = old.filter(|e| e.key.is_some()) {
-        let now = dir.stat(uuid).map_err(|source| MdevError::List {
-            path: dir.path().join(uuid),
+        let now = dir.stat(uuid.as_str()).map_err(|source| MdevError::List {
+            path: dir.path().join(uuid.as_str()),
             source,
         })?;
         if now == old.key {
@@ -365,22 +389,22 @@ pub fn scan(root: &Root) -> Result<Scan, MdevError> {
         // same directory version: same names, only contents may have changed
         entries.reserve(old.entries.len());
         for e in old.entries {
-            let uuid = e.uuid.clone();
-            let (new, read) = refresh(&dir, &uuid, Some(e), &mut broken)?;
+            let (new, read) = refresh(&dir, e.uuid, Some(e), &mut broken)?;
             changed |= read;
             entries.extend(new);
         }
     } else {
-        let mut by_uuid: HashMap<String, Entry> = old
-            .entries
-            .into_iter()
-            .map(|e| (e.uuid.clone(), e))
+        let mut by_uuid: HashMap<Uuid, Entry> =
+            old.entries.into_iter().map(|e| (e.uuid, e)).collect();
+        let mut names: Vec<Uuid> = dir
+            .names()
+            .map_err(list_err)?
+            .iter()
+            .filter_map(|n| Uuid::parse(n.as_bytes()))
             .collect();
-        let mut names = dir.names().map_err(list_err)?;
-        names.retain(|n| mdev::is_uuid(n));
         names.sort();
-        for n in &names {
-            let (new, _) = refresh(&dir, n, by_uuid.remove(n.as_str()), &mut broken)?;
+        for n in names {
+            let (new, _) = refresh(&dir, n, by_uuid.remove(&n), &mut broken)?;
             entries.extend(new);
         }
     }
@@ -439,7 +463,7 @@ mod tests {
             .unwrap()
             .autostart
             .into_iter()
-            .map(|a| (a.uuid, a.adapters.ranges(), a.domains.ranges()))
+            .map(|a| (a.uuid.to_string(), a.adapters.ranges(), a.domains.ranges()))
             .collect()
     }
 
@@ -556,7 +580,7 @@ mod tests {
             dir: Some(k),
             entries: vec![
                 Entry {
-                    uuid: uuid(1),
+                    uuid: Uuid::parse(uuid(1).as_bytes()).unwrap(),
                     key: Some(k),
                     state: State::Auto {
                         adapters: [0u8, 1, 2, 255].into_iter().collect(),
@@ -564,12 +588,12 @@ mod tests {
                     },
                 },
                 Entry {
-                    uuid: uuid(2),
+                    uuid: Uuid::parse(uuid(2).as_bytes()).unwrap(),
                     key: Some(k),
                     state: State::Other,
                 },
                 Entry {
-                    uuid: uuid(3),
+                    uuid: Uuid::parse(uuid(3).as_bytes()).unwrap(),
                     key: None,
                     state: State::Unknown,
                 },

@@ -349,7 +349,7 @@ pub fn check_define(
     // through the index in /run: only configs changed since the last run are read
     let scan = autostart_index::scan(root)?;
     for d in &scan.autostart {
-        if d.uuid == uuid {
+        if d.uuid.as_str() == uuid {
             continue;
         }
         for q in &mine {

@@ -98,7 +98,15 @@ impl Dir {
 
     /// The key of entry `name` (following symlinks, as reading it would); `None` if absent.
     pub fn stat(&self, name: &str) -> io::Result<Option<FileKey>> {
-        let c = cstr(OsStr::new(name))?;
+        // called 1,000 times per callout run: the C string lives on the stack
+        let mut buf = [0u8; 64];
+        let c = match name.len() < buf.len() && !name.as_bytes().contains(&0) {
+            true => {
+                buf[..name.len()].copy_from_slice(name.as_bytes());
+                CStr::from_bytes_until_nul(&buf).map_err(|_| io::ErrorKind::InvalidInput)?
+            }
+            false => &cstr(OsStr::new(name))?,
+        };
         let mut st = stat_zeroed();
         // SAFETY: fd is open, c is NUL-terminated, st is a valid out pointer
         if unsafe { libc::fstatat(self.fd.as_raw_fd(), c.as_ptr(), &mut st, 0) } != 0 {
