@@ -54,6 +54,20 @@ pub struct Array {
 /// (libvirt creates `.status` with 0 bytes). A UTF-8 BOM and a trailing comma are
 /// tolerated, since hand-edited files have them and they are unambiguous.
 pub fn parse_array(bytes: &[u8]) -> Array {
+    scan_array(bytes, None)
+}
+
+/// What [`parse_array`] returns for the elements that contain one of `hits` (byte offsets,
+/// ascending), without building the others: a lookup's cold path (lookup.rs) parses only
+/// the entries where its name occurs. Every element up to the last hit is still checked
+/// for syntax (without allocating) exactly as [`parse_array`] checks it, so a syntax error
+/// before a hit drops that hit's element as it would drop it there; scanning stops after
+/// the element holding the last hit, so a later error is not reported.
+pub fn parse_array_containing(bytes: &[u8], hits: &[usize]) -> Array {
+    scan_array(bytes, Some(hits))
+}
+
+fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
     let mut p = Parser { b: bytes, i: 0 };
     let mut out = Array::default();
     if p.b.starts_with(b"\xEF\xBB\xBF") {
@@ -82,8 +96,28 @@ pub fn parse_array(bytes: &[u8]) -> Array {
             _ => {}
         }
         let start = p.i;
-        match p.value(1) {
-            Ok(v) => out.elements.push((start, v)),
+        let element = match hits {
+            None => p.value(1).map(Some),
+            Some(hits) => {
+                // No hit at or after this element: nothing further can be wanted.
+                if hits.last().is_none_or(|&last| last < start) {
+                    return out;
+                }
+                p.skip_value(1).map(|()| {
+                    let first = hits.partition_point(|&h| h < start);
+                    if hits.get(first).is_some_and(|&h| h < p.i) {
+                        // Checked just above, so this parse succeeds and ends at p.i.
+                        let mut again = Parser { b: bytes, i: start };
+                        again.value(1).ok()
+                    } else {
+                        None
+                    }
+                })
+            }
+        };
+        match element {
+            Ok(Some(v)) => out.elements.push((start, v)),
+            Ok(None) => {}
             Err(e) => {
                 out.error = Some(e);
                 return out;
@@ -296,6 +330,104 @@ impl Parser<'_> {
         Ok(String::from_utf8(out).map_err(|_| start))
     }
 
+    /// [`Parser::value`] without building the value (nothing allocated): the same
+    /// syntax checks, the same errors at the same offsets, the same end position.
+    fn skip_value(&mut self, depth: usize) -> Result<(), SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        match self.peek() {
+            Some(b'{') => self.skip_object(depth),
+            Some(b'[') => self.skip_array(depth),
+            Some(b'"') => self.skip_string(false),
+            Some(b't') => self.literal(b"true", Value::Null).map(drop),
+            Some(b'f') => self.literal(b"false", Value::Null).map(drop),
+            Some(b'n') => self.literal(b"null", Value::Null).map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            None => Err(self.err("unexpected end of file, expected a value")),
+            Some(_) => Err(self.err("unexpected character, expected a value")),
+        }
+    }
+
+    /// [`Parser::string`] without building it; `key`: invalid UTF-8 is then a syntax
+    /// error, as [`Parser::object`] makes it.
+    fn skip_string(&mut self, key: bool) -> Result<(), SyntaxError> {
+        let start = self.i;
+        let key_error = SyntaxError {
+            offset: start,
+            message: "object key is not valid UTF-8",
+        };
+        let body = &self.b[start + 1..];
+        if let Some(end) = body
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        {
+            if body[end] == b'"' {
+                if key && std::str::from_utf8(&body[..end]).is_err() {
+                    return Err(key_error);
+                }
+                self.i = start + 1 + end + 1;
+                return Ok(());
+            }
+        }
+        // An escape, a control character or the end of the file: the general path decides
+        // (allocates; the cold path never sees an escape, it parses such files in full).
+        match self.string()? {
+            Err(_) if key => Err(key_error),
+            _ => Ok(()),
+        }
+    }
+
+    fn skip_array(&mut self, depth: usize) -> Result<(), SyntaxError> {
+        self.i += 1;
+        loop {
+            self.ws();
+            if self.peek() == Some(b']') {
+                self.i += 1;
+                return Ok(());
+            }
+            self.skip_value(depth + 1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {}
+                None => return Err(self.err("unexpected end of file inside an array")),
+                _ => return Err(self.err("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn skip_object(&mut self, depth: usize) -> Result<(), SyntaxError> {
+        self.i += 1;
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                Some(b'"') => {}
+                None => return Err(self.err("unexpected end of file inside an object")),
+                _ => return Err(self.err("expected a key in an object")),
+            }
+            self.skip_string(true)?;
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err("expected ':' after an object key"));
+            }
+            self.i += 1;
+            self.ws();
+            self.skip_value(depth + 1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {}
+                None => return Err(self.err("unexpected end of file inside an object")),
+                _ => return Err(self.err("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
     fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
         self.i += 1;
         let mut items = Vec::new();
@@ -440,6 +572,82 @@ mod tests {
         s.push_str(&"[".repeat(100_000));
         let a = parse_array(s.as_bytes());
         assert_eq!(a.error.unwrap().message, "nesting too deep");
+    }
+
+    /// Every element of `bytes` as `parse_array` returns it, with the offset where it ends.
+    fn spans(bytes: &[u8]) -> Vec<(usize, usize, Value)> {
+        parse_array(bytes)
+            .elements
+            .into_iter()
+            .map(|(start, v)| {
+                let mut p = Parser { b: bytes, i: start };
+                assert_eq!(p.value(1).as_ref(), Ok(&v));
+                (start, p.i, v)
+            })
+            .collect()
+    }
+
+    /// The cold path's scan against the full one: for a hit at any byte offset, exactly
+    /// the element holding it (if the full parse has one there); for hits everywhere,
+    /// everything the full parse returns, error included.
+    fn check_containing(bytes: &[u8]) {
+        let full = parse_array(bytes);
+        let every: Vec<usize> = (0..bytes.len()).collect();
+        let all = parse_array_containing(bytes, &every);
+        assert_eq!(
+            all.elements,
+            full.elements,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        if !bytes.is_empty() {
+            assert_eq!(
+                all.error,
+                full.error,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let spans = spans(bytes);
+        // (a stride on long inputs: checked at every truncation, this is quadratic)
+        let stride = if bytes.len() > 300 { 7 } else { 1 };
+        for h in (0..bytes.len()).step_by(stride) {
+            let got = parse_array_containing(bytes, &[h]).elements;
+            let want: Vec<(usize, Value)> = spans
+                .iter()
+                .filter(|(s, e, _)| (*s..*e).contains(&h))
+                .map(|(s, _, v)| (*s, v.clone()))
+                .collect();
+            assert_eq!(got, want, "hit {h} in {:?}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn containing_matches_the_full_parse_at_every_offset_and_truncation() {
+        let inputs: [&[u8]; 9] = [
+            include_bytes!("../testdata/basic/virbr0.status"),
+            include_bytes!("../testdata/basic/virbr0.macs"),
+            include_bytes!("../testdata/damaged/bom.status"),
+            include_bytes!("../testdata/damaged/cut.status"),
+            include_bytes!("../testdata/damaged/extra.status"),
+            include_bytes!("../testdata/damaged/latin1.status"),
+            br#"[{"a": [1, {"b": null}], "c": -2.5e3, "d": true}, "s", 7, [], {}, false,]"#,
+            b"[{\"k\xff\": 1}, {\"ok\": \"v\xff\"}, {\"x\": \"a\nb\"}]",
+            br#"[{"h": "x\u0041"}, {"h": "\"}"}, {"h": "\q"}]"#,
+        ];
+        for input in inputs {
+            // Every prefix: truncated files, errors at every possible place.
+            for cut in 0..=input.len() {
+                check_containing(&input[..cut]);
+            }
+        }
+        // Trailing data after the array and too-deep nesting.
+        check_containing(b"[1, 2] x");
+        let mut deep = String::from("[1, ");
+        deep.push_str(&"[".repeat(40));
+        deep.push_str(&"]".repeat(40));
+        deep.push_str(", 2]");
+        check_containing(deep.as_bytes());
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub struct StatusFile {
 
 impl StatusFile {
     pub fn parse(bytes: &[u8]) -> StatusFile {
-        let arr = json::parse_array(bytes);
+        StatusFile::from_array(json::parse_array(bytes))
+    }
+
+    /// The leases of a scanned file (all of it, or the entries a lookup needs).
+    pub fn from_array(arr: json::Array) -> StatusFile {
         let mut f = StatusFile::default();
         for (offset, v) in &arr.elements {
             match lease_of(v, *offset) {
@@ -154,7 +158,11 @@ pub struct MacsFile {
 
 impl MacsFile {
     pub fn parse(bytes: &[u8]) -> MacsFile {
-        let arr = json::parse_array(bytes);
+        MacsFile::from_array(json::parse_array(bytes))
+    }
+
+    /// The entries of a scanned file (all of it, or the ones a lookup needs).
+    pub fn from_array(arr: json::Array) -> MacsFile {
         let mut f = MacsFile::default();
         for (offset, v) in &arr.elements {
             match mac_entry_of(v, *offset) {

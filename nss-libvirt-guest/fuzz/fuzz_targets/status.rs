@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use nss_libvirt_guest::json;
 use nss_libvirt_guest::leases::StatusFile;
-use nss_libvirt_guest::lookup::contains_ci;
+use nss_libvirt_guest::lookup::{Content, Kind, contains_ci, parse_containing};
 
 fuzz_target!(|data: &[u8]| {
     let arr = json::parse_array(data);
@@ -27,6 +27,19 @@ fuzz_target!(|data: &[u8]| {
             // the prefilter never hides a name written without escapes
             if !data.contains(&b'\\') {
                 assert!(contains_ci(data, h.to_ascii_lowercase().as_bytes()));
+            }
+            // the cold path (only the entries holding the name) finds what the full parse
+            // finds for that name
+            let lc = h.to_ascii_lowercase();
+            if let Some(cold) = parse_containing(data, Kind::Status, &[lc.clone()]) {
+                let Some(Content::Status(cold)) = cold else {
+                    panic!("cold path missed {h:?}");
+                };
+                assert!(
+                    f.with_hostname(&lc)
+                        .map(|l| l.offset)
+                        .eq(cold.with_hostname(&lc).map(|l| l.offset))
+                );
             }
         }
     }
