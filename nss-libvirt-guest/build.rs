@@ -12,5 +12,21 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,now");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,relro");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--as-needed");
+    static_unwinder();
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Link the unwinder (libgcc_eh.a) into the .so instead of depending on libgcc_s.so.1:
+/// one object fewer for the dynamic loader to find, map and relocate when glibc dlopens
+/// the module in every process that resolves a name (issue #2, one-shot lookups). std
+/// asks for `-lgcc_s`; a linker script of that name in a directory searched first makes
+/// it `-lgcc_eh`, found on the target compiler's own search path (cross builds too).
+/// catch_unwind at the C boundary works the same with either (tests/ffi.rs panics).
+fn static_unwinder() {
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let dir = out.join("static-unwinder");
+    std::fs::create_dir_all(&dir).expect("create OUT_DIR/static-unwinder");
+    std::fs::write(dir.join("libgcc_s.so"), "INPUT(-lgcc_eh)\n")
+        .expect("write OUT_DIR/static-unwinder/libgcc_s.so");
+    println!("cargo:rustc-cdylib-link-arg=-L{}", dir.display());
 }

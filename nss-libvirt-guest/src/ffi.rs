@@ -125,8 +125,18 @@ unsafe fn name_of<'a>(name: *const c_char) -> Option<&'a str> {
         return None;
     }
     // SAFETY: caller guarantees a NUL-terminated string.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
+    let name = unsafe { CStr::from_ptr(name) }.to_str().ok();
+    // Debug builds only (the cdylib `cargo test` loads): a name that panics, so that
+    // tests/ffi.rs shows a panic stopped at the boundary by the unwinder linked in.
+    #[cfg(debug_assertions)]
+    if name == Some(TEST_PANIC_NAME) {
+        panic!("test panic at the NSS boundary");
+    }
+    name
 }
+
+#[cfg(debug_assertions)]
+const TEST_PANIC_NAME: &str = "panic.nss-test.invalid";
 
 const PTR: usize = size_of::<*mut c_char>();
 

@@ -638,4 +638,26 @@ fn every_entry_point_every_family_every_buffer_size() {
         forward(&lv, "fedora", AF_INET, 0),
         (ok(), ips(&["192.168.122.10"]))
     );
+
+    // --- a panic inside the module (a debug-build hook, src/ffi.rs name_of) is caught at
+    // the boundary by the module's own unwinder (libgcc_eh linked in, build.rs): UNAVAIL,
+    // and the process and the module carry on.
+    for m in [&lv, &gu] {
+        assert_eq!(
+            forward(m, "panic.nss-test.invalid", AF_INET, 0).0,
+            Ret {
+                status: UNAVAIL,
+                errno: libc::EIO,
+                herrno: NO_RECOVERY
+            }
+        );
+        assert_eq!(
+            forward4(m, "panic.nss-test.invalid", false).0.status,
+            UNAVAIL
+        );
+    }
+    assert_eq!(
+        forward(&gu, "guest-fedora", AF_INET, 0),
+        (ok(), ips(&["192.168.122.10"]))
+    );
 }
