@@ -14,7 +14,7 @@ declare -A APT=(
   [storage]="parted util-linux"
   [packaging]="rpm rpmlint lintian debhelper dpkg-dev debootstrap qemu-user-static fakeroot patchelf man-db"
   [s390x]="gcc-s390x-linux-gnu libc6-dev-s390x-cross qemu-user-static"
-  [bench]="hyperfine libnss-libvirt"
+  [bench]="valgrind libnss-libvirt"
   [hooks]="qemu-system-misc mdevctl udev"
   [callout]="mdevctl util-linux g++"
 )

@@ -8,14 +8,23 @@ is bind-mounted over the system's libnss_libvirt{,_guest}.so.2 in that namespace
 make nss-module), so both are loaded the same way.
 Measured: in-process median µs per gethostbyname4_r call (nssbench.c, direct4 mode: what
 getaddrinfo(AF_UNSPEC), i.e. ssh, calls) for a hit and a miss of each service, peak RSS of the
-benchmark process, and one-shot `getent -s hosts:libvirt_guest ahosts NAME` wall time
-(hyperfine). Files are generated, then left to age past the module's 2 s "racy" window, as
-real lease files are. Needs root (mount namespaces).
+benchmark process; and one-shot `getent -s hosts:libvirt_guest ahosts NAME` (a fresh process
+per lookup: dlopen + first lookup with nothing cached, what ssh does), two ways:
+  - wall time (oneshot.c): ours, libvirt's and a process baseline (`getent -s hosts:files
+    hosts localhost`) run interleaved in rotating order, so that drift and the other load on
+    the machine hit all alike; medians with 95% confidence intervals (order statistics), and
+    the median of the per-round paired ratios libvirt/ours with its interval;
+  - instructions (valgrind --tool=callgrind, one run each): deterministic, not disturbed by
+    other load.
+A verdict line per size says whether ours is faster: both measures must agree (the wall-time
+interval above 1), else it says what is not shown. Files are generated, then left to age past
+the module's 2 s "racy" window, as real lease files are. Needs root (mount namespaces).
 
 usage: run.py --nss-dir DIR [--work DIR] [--quick]
 """
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -77,6 +86,56 @@ def parse_bench(out):
     return rows
 
 
+def median_ci(xs):
+    """Median and a distribution-free 95% confidence interval (binomial order statistics)."""
+    xs = sorted(xs)
+    n = len(xs)
+    med = (xs[(n - 1) // 2] + xs[n // 2]) / 2
+    h = 0.98 * math.sqrt(n)  # 1.96 * sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - h))
+    hi = min(n - 1, math.ceil(n / 2 + h))
+    return (med, xs[lo], xs[hi])
+
+
+def fmt_ci(t, digits, unit=""):
+    return f"{t[0]:.{digits}f}{unit} [{t[1]:.{digits}f}–{t[2]:.{digits}f}]"
+
+
+def oneshot_run(oneshot, nss_dir, work, m, rounds):
+    """Interleaved one-shot getent runs (wall) and one callgrind run per module (instructions)."""
+    sysdir = system_nss_dir()
+    name = m["hit_domain_mid"]
+    cmd = f"getent -s hosts:libvirt_guest ahosts {name}"
+    base = "getent -s hosts:files hosts localhost"
+    cg = "valgrind --tool=callgrind --callgrind-out-file=/dev/null"
+    script = f"{oneshot} {sysdir} {nss_dir} time {rounds} {cmd} --base {base}\n"
+    for impl, c in [("ours", cmd), ("libvirt", cmd), ("base", base)]:
+        which = "ours" if impl == "ours" else "libvirt"
+        log = f"{work}/cg-{impl}-{m['leases']}.log"
+        script += (f"{oneshot} {sysdir} {nss_dir} exec {which} {cg} --log-file={log} {c} >/dev/null\n"
+                   f"sed -n 's/.*Collected : */cg {impl} /p' {log}\n")
+    out = in_ns(m["dir"], None, script)
+    runs = {"ours": {}, "libvirt": {}, "base": {}}
+    cgs = {}
+    for line in out.splitlines():
+        f = line.split()
+        if f[0] == "cg":
+            cgs[f[1]] = int(f[2])
+        else:
+            runs[f[0]][int(f[1])] = float(f[2]) / 1000
+    if set(cgs) != {"ours", "libvirt", "base"}:
+        sys.exit(f"bench: callgrind counts missing: {cgs}\n{out}")
+    ratios = [runs["libvirt"][r] / runs["ours"][r] for r in runs["ours"]]
+    return {
+        "ours": median_ci(list(runs["ours"].values())),
+        "libvirt": median_ci(list(runs["libvirt"].values())),
+        "base": median_ci(list(runs["base"].values())),
+        "ratio": median_ci(ratios),
+        "rounds": len(ratios),
+        "cg": cgs,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nss-dir", required=True, help="dir with our libnss_libvirt{,_guest}.so.2")
@@ -85,7 +144,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (mount namespaces); run `sudo make bench`")
-    for tool in ["gcc", "unshare", "hyperfine", "getent"]:
+    for tool in ["gcc", "unshare", "valgrind", "getent"]:
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} missing (scripts/deps.sh bench)")
     for n in ["libnss_libvirt.so.2", "libnss_libvirt_guest.so.2"]:
@@ -97,6 +156,8 @@ def main():
     os.makedirs(args.work)
     nssbench = os.path.join(args.work, "nssbench")
     sh(["gcc", "-O2", "-Wall", "-o", nssbench, os.path.join(HERE, "nssbench.c"), "-ldl"])
+    oneshot = os.path.join(args.work, "oneshot")
+    sh(["gcc", "-O2", "-Wall", "-o", oneshot, os.path.join(HERE, "oneshot.c")])
     nss_dir = os.path.abspath(args.nss_dir)
 
     manifests = {}
@@ -117,24 +178,17 @@ def main():
                    ("libvirt_guest", m["hit_domain_mid"], "hit"), ("libvirt_guest", "no-such-host", "miss")]
         for impl, lib in [("libvirt", None), ("ours", nss_dir)]:
             script = "\n".join(f"{nssbench} {svc} {q} {iters} direct4" for svc, q, _ in queries)
-            runs = 10 if args.quick else 40
-            script += (f"\nhyperfine -N --warmup 3 --runs {runs} --export-json {args.work}/hf-{impl}-{n}.json "
-                       f"'getent -s hosts:libvirt_guest ahosts {m['hit_domain_mid']}' "
-                       f"'getent -s hosts:files hosts localhost' >/dev/null")
             rows = parse_bench(in_ns(m["dir"], lib, script))
-            with open(f"{args.work}/hf-{impl}-{n}.json") as f:
-                hf = json.load(f)["results"]
             for (svc, q, kind), row in zip(queries, rows):
                 want = 0 if kind == "miss" else 1
                 if (int(row["results"]) > 0) != bool(want):
                     sys.exit(f"bench: {impl} {svc} {q}: {row['results']} results, expected {'some' if want else 'none'}")
                 results[(n, impl, svc, kind)] = (float(row["median_us"]), int(row["maxrss_kb"]))
-            results[(n, impl, "getent")] = hf[0]["median"] * 1000
-            results[(n, impl, "baseline")] = hf[1]["median"] * 1000
+        results[(n, "oneshot")] = oneshot_run(oneshot, nss_dir, args.work, m, 15 if args.quick else 100)
 
     print()
     print("NSS lookup: Debian libnss-libvirt (libvirt 9.0.0) vs ours, same lease sets, 4 networks")
-    print("in-process median µs per gethostbyname4_r call (nssbench direct4), one-shot getent median ms")
+    print("in-process median µs per gethostbyname4_r call (nssbench direct4; warm: the module's cache filled)")
     print()
     hdr = f"{'leases':>7} | {'lookup':<22} | {'libvirt':>10} | {'ours':>9} | {'ratio':>8}"
     print(hdr)
@@ -147,11 +201,35 @@ def main():
                 b = results[(n, "ours", svc, kind)][0]
                 worst[n] = min(worst.get(n, 1e9), a / b)
                 print(f"{n:>7} | {svc + ' ' + kind:<22} | {a:>8.1f}µs | {b:>7.1f}µs | {a / b:>7.1f}×")
-        a = results[(n, "libvirt", "getent")]
-        b = results[(n, "ours", "getent")]
-        base = results[(n, "ours", "baseline")]
-        print(f"{n:>7} | {'getent ahosts (guest)':<22} | {a:>8.2f}ms | {b:>7.2f}ms | {a / b:>7.1f}×"
-              f"   (process baseline {base:.2f} ms)")
+    print()
+    print("one-shot `getent -s hosts:libvirt_guest ahosts <domain>` (fresh process: dlopen + first lookup):")
+    print("wall ms: median [95% CI] over interleaved rounds; ratio: median of per-round libvirt/ours [95% CI];")
+    print("instructions: callgrind, whole getent process; 'module' = minus the baseline process")
+    print()
+    hdr = (f"{'leases':>7} | {'libvirt ms':>20} | {'ours ms':>20} | {'ratio':>19} | "
+           f"{'libvirt instr':>13} | {'ours instr':>11} | {'ratio':>6} | {'module ratio':>12}")
+    print(hdr)
+    print("-" * len(hdr))
+    verdicts = []
+    for n in SIZES:
+        o = results[(n, "oneshot")]
+        lv, us, base = o["libvirt"], o["ours"], o["base"]
+        ratio = o["ratio"]
+        ci, co, cb = o["cg"]["libvirt"], o["cg"]["ours"], o["cg"]["base"]
+        print(f"{n:>7} | {fmt_ci(lv, 2):>20} | {fmt_ci(us, 2):>20} | {fmt_ci(ratio, 2, '×'):>19} | "
+              f"{ci / 1e6:>12.2f}M | {co / 1e6:>10.2f}M | {ci / co:>5.2f}× | {(ci - cb) / (co - cb):>11.2f}×")
+        print(f"{'':>7}   (process baseline {fmt_ci(base, 2)} ms, {cb / 1e6:.2f}M instructions; "
+              f"{o['rounds']} rounds)")
+        if ratio[1] > 1 and co < ci:
+            v = f"ours is faster one-shot ({ratio[0]:.2f}× wall, CI above 1; {ci / co:.2f}× instructions)"
+        elif ratio[2] < 1 or co > ci:
+            v = (f"ours is SLOWER one-shot (wall {ratio[0]:.2f}× [{ratio[1]:.2f}–{ratio[2]:.2f}], "
+                 f"instructions {ci / co:.2f}×)")
+        else:
+            v = (f"ours uses fewer instructions ({ci / co:.2f}×); wall-time difference within noise "
+                 f"({ratio[0]:.2f}× [{ratio[1]:.2f}–{ratio[2]:.2f}])")
+        verdicts.append(f"verdict at {n} leases: {v}")
+
     print()
     print("peak RSS of the benchmark process (KB) after all lookups: " + ", ".join(
         f"{n} leases: libvirt {results[(n, 'libvirt', 'libvirt_guest', 'miss')][1]}, "
@@ -165,10 +243,8 @@ def main():
         print(f"target at {n} leases: ≥{t}× — {'met' if worst[n] >= t else 'NOT met'} (slowest {worst[n]:.1f}×)")
     if min(worst.values()) < 1:
         print("ours is SLOWER than libvirt in-process somewhere above")
-    slow = [n for n in SIZES if results[(n, "ours", "getent")] > results[(n, "libvirt", "getent")]]
-    if slow:
-        print("one-shot getent: ours is SLOWER than libvirt at " + ", ".join(f"{n}" for n in slow)
-              + " leases (a cold process parses every file that contains the name in full)")
+    for v in verdicts:
+        print(v)
     shutil.rmtree(args.work, ignore_errors=True)
 
 
