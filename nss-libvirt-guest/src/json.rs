@@ -68,7 +68,14 @@ pub fn parse_array_containing(bytes: &[u8], hits: &[usize]) -> Array {
 }
 
 fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
-    let mut p = Parser { b: bytes, i: 0 };
+    // Skip mode checks every key's UTF-8 as the full parse does; an ASCII file (libvirt
+    // writes ASCII but for unusual domain names) needs no check per key.
+    let ascii = hits.is_some() && bytes.is_ascii();
+    let mut p = Parser {
+        b: bytes,
+        i: 0,
+        ascii,
+    };
     let mut out = Array::default();
     if p.b.starts_with(b"\xEF\xBB\xBF") {
         p.i = 3;
@@ -107,7 +114,11 @@ fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
                     let first = hits.partition_point(|&h| h < start);
                     if hits.get(first).is_some_and(|&h| h < p.i) {
                         // Checked just above, so this parse succeeds and ends at p.i.
-                        let mut again = Parser { b: bytes, i: start };
+                        let mut again = Parser {
+                            b: bytes,
+                            i: start,
+                            ascii,
+                        };
                         again.value(1).ok()
                     } else {
                         None
@@ -150,6 +161,8 @@ fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
+    /// All of `b` is ASCII (so every object key is valid UTF-8): set by the cold path.
+    ascii: bool,
 }
 
 impl Parser<'_> {
@@ -362,8 +375,9 @@ impl Parser<'_> {
             .iter()
             .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         {
+            let text = &body[..end];
             if body[end] == b'"' {
-                if key && std::str::from_utf8(&body[..end]).is_err() {
+                if key && !self.ascii && std::str::from_utf8(text).is_err() {
                     return Err(key_error);
                 }
                 self.i = start + 1 + end + 1;
@@ -580,7 +594,11 @@ mod tests {
             .elements
             .into_iter()
             .map(|(start, v)| {
-                let mut p = Parser { b: bytes, i: start };
+                let mut p = Parser {
+                    b: bytes,
+                    i: start,
+                    ascii: false,
+                };
                 assert_eq!(p.value(1).as_ref(), Ok(&v));
                 (start, p.i, v)
             })
