@@ -10,14 +10,16 @@ Measured: in-process median µs per gethostbyname4_r call (nssbench.c, direct4 m
 getaddrinfo(AF_UNSPEC), i.e. ssh, calls) for a hit and a miss of each service, peak RSS of the
 benchmark process; and one-shot `getent -s hosts:libvirt_guest ahosts NAME` (a fresh process
 per lookup: dlopen + first lookup with nothing cached, what ssh does), two ways:
-  - wall time (oneshot.c): ours, libvirt's and a process baseline (`getent -s hosts:files
-    hosts localhost`) run interleaved in rotating order, so that drift and the other load on
-    the machine hit all alike; medians with 95% confidence intervals (order statistics), and
-    the median of the per-round paired ratios libvirt/ours with its interval;
+  - time (oneshot.c): ours, libvirt's and a process baseline (`getent -s hosts:files hosts
+    localhost`) run interleaved in rotating order, so that drift and the other load on the
+    machine hit all alike; wall time and CPU time (user + system of the process: on a shared
+    machine wall time also holds the waits for a CPU); medians with 95% confidence
+    intervals (order statistics), and the median of the per-round paired ratios
+    libvirt/ours with its interval;
   - instructions (valgrind --tool=callgrind, one run each): deterministic, not disturbed by
     other load.
-A verdict line per size says whether ours is faster: both measures must agree (the wall-time
-interval above 1), else it says what is not shown. Files are generated, then left to age past
+A verdict line per size: faster only if all three agree (instructions fewer, the wall and
+CPU paired-ratio intervals above 1); SLOWER if any one says so; else no difference shown. Files are generated, then left to age past
 the module's 2 s "racy" window, as real lease files are. Needs root (mount namespaces).
 
 usage: run.py --nss-dir DIR [--work DIR] [--quick]
@@ -115,25 +117,23 @@ def oneshot_run(oneshot, nss_dir, work, m, rounds):
         script += (f"{oneshot} {sysdir} {nss_dir} exec {which} {cg} --log-file={log} {c} >/dev/null\n"
                    f"sed -n 's/.*Collected : */cg {impl} /p' {log}\n")
     out = in_ns(m["dir"], None, script)
-    runs = {"ours": {}, "libvirt": {}, "base": {}}
+    wall = {"ours": {}, "libvirt": {}, "base": {}}
+    cpu = {"ours": {}, "libvirt": {}, "base": {}}
     cgs = {}
     for line in out.splitlines():
         f = line.split()
         if f[0] == "cg":
             cgs[f[1]] = int(f[2])
         else:
-            runs[f[0]][int(f[1])] = float(f[2]) / 1000
+            wall[f[0]][int(f[1])] = float(f[2]) / 1000
+            cpu[f[0]][int(f[1])] = float(f[3]) / 1000
     if set(cgs) != {"ours", "libvirt", "base"}:
         sys.exit(f"bench: callgrind counts missing: {cgs}\n{out}")
-    ratios = [runs["libvirt"][r] / runs["ours"][r] for r in runs["ours"]]
-    return {
-        "ours": median_ci(list(runs["ours"].values())),
-        "libvirt": median_ci(list(runs["libvirt"].values())),
-        "base": median_ci(list(runs["base"].values())),
-        "ratio": median_ci(ratios),
-        "rounds": len(ratios),
-        "cg": cgs,
-    }
+    res = {"rounds": len(wall["ours"]), "cg": cgs}
+    for label, t in [("wall", wall), ("cpu", cpu)]:
+        res[label] = {k: median_ci(list(t[k].values())) for k in t}
+        res[label]["ratio"] = median_ci([t["libvirt"][r] / t["ours"][r] for r in t["ours"]])
+    return res
 
 
 def main():
@@ -202,32 +202,36 @@ def main():
                 worst[n] = min(worst.get(n, 1e9), a / b)
                 print(f"{n:>7} | {svc + ' ' + kind:<22} | {a:>8.1f}µs | {b:>7.1f}µs | {a / b:>7.1f}×")
     print()
-    print("one-shot `getent -s hosts:libvirt_guest ahosts <domain>` (fresh process: dlopen + first lookup):")
-    print("wall ms: median [95% CI] over interleaved rounds; ratio: median of per-round libvirt/ours [95% CI];")
-    print("instructions: callgrind, whole getent process; 'module' = minus the baseline process")
+    print("one-shot `getent -s hosts:libvirt_guest ahosts <domain>` (fresh process: dlopen + first lookup),")
+    print(f"ours / libvirt's / the process baseline interleaved in rotating order, {results[(SIZES[0], 'oneshot')]['rounds']} rounds:")
+    print("wall and cpu (user+sys of the process, not disturbed by waiting for a CPU): median ms [95% CI];")
+    print("ratio: median of the per-round libvirt/ours ratios [95% CI]; instructions: callgrind, whole process")
+    print("(module ratio: minus the baseline process's instructions)")
     print()
-    hdr = (f"{'leases':>7} | {'libvirt ms':>20} | {'ours ms':>20} | {'ratio':>19} | "
-           f"{'libvirt instr':>13} | {'ours instr':>11} | {'ratio':>6} | {'module ratio':>12}")
+    hdr = f"{'leases':>7} | {'measure':<12} | {'libvirt':>20} | {'ours':>20} | {'ratio libvirt/ours':>20}"
     print(hdr)
     print("-" * len(hdr))
     verdicts = []
     for n in SIZES:
         o = results[(n, "oneshot")]
-        lv, us, base = o["libvirt"], o["ours"], o["base"]
-        ratio = o["ratio"]
+        for label in ["wall", "cpu"]:
+            t = o[label]
+            print(f"{n:>7} | {label + ' ms':<12} | {fmt_ci(t['libvirt'], 2):>20} | {fmt_ci(t['ours'], 2):>20} | "
+                  f"{fmt_ci(t['ratio'], 2, '×'):>20}")
         ci, co, cb = o["cg"]["libvirt"], o["cg"]["ours"], o["cg"]["base"]
-        print(f"{n:>7} | {fmt_ci(lv, 2):>20} | {fmt_ci(us, 2):>20} | {fmt_ci(ratio, 2, '×'):>19} | "
-              f"{ci / 1e6:>12.2f}M | {co / 1e6:>10.2f}M | {ci / co:>5.2f}× | {(ci - cb) / (co - cb):>11.2f}×")
-        print(f"{'':>7}   (process baseline {fmt_ci(base, 2)} ms, {cb / 1e6:.2f}M instructions; "
-              f"{o['rounds']} rounds)")
-        if ratio[1] > 1 and co < ci:
-            v = f"ours is faster one-shot ({ratio[0]:.2f}× wall, CI above 1; {ci / co:.2f}× instructions)"
-        elif ratio[2] < 1 or co > ci:
-            v = (f"ours is SLOWER one-shot (wall {ratio[0]:.2f}× [{ratio[1]:.2f}–{ratio[2]:.2f}], "
-                 f"instructions {ci / co:.2f}×)")
+        print(f"{n:>7} | {'instructions':<12} | {ci / 1e6:>19.2f}M | {co / 1e6:>19.2f}M | {ci / co:>19.2f}×"
+              f"   (module {(ci - cb) / (co - cb):.2f}×)")
+        print(f"{'':>7}   baseline process: wall {fmt_ci(o['wall']['base'], 2)} ms, cpu {fmt_ci(o['cpu']['base'], 2)} ms, "
+              f"{cb / 1e6:.2f}M instructions")
+        w, c, i = o["wall"]["ratio"], o["cpu"]["ratio"], ci / co
+        shown = f"wall {fmt_ci(w, 2, '×')}, cpu {fmt_ci(c, 2, '×')}, instructions {i:.2f}×"
+        if i > 1 and c[1] > 1 and w[1] > 1:
+            v = f"ours is faster one-shot ({shown})"
+        elif i < 1 or c[2] < 1 or w[2] < 1:
+            by = [m for m, bad in [("wall", w[2] < 1), ("cpu", c[2] < 1), ("instructions", i < 1)] if bad]
+            v = f"ours is SLOWER one-shot by {', '.join(by)} ({shown})"
         else:
-            v = (f"ours uses fewer instructions ({ci / co:.2f}×); wall-time difference within noise "
-                 f"({ratio[0]:.2f}× [{ratio[1]:.2f}–{ratio[2]:.2f}])")
+            v = f"no difference shown one-shot, within noise ({shown})"
         verdicts.append(f"verdict at {n} leases: {v}")
 
     print()
