@@ -58,6 +58,10 @@ for b in nodedev-helper storage-align nss-libvirt-guest; do
   else skip "$b --help: not in the packages (binary not built yet)"; fi
 done
 for p in nodedev-helper storage-align nss-libvirt-guest; do
+  for f in usr/share/bash-completion/completions/$p usr/share/zsh/vendor-completions/_$p \
+           usr/share/fish/vendor_completions.d/$p.fish; do
+    [ -s "$work/$f" ] && ok "/$f installed" || bad "/$f missing"
+  done
   out=$(in_root env MANWIDTH=80 man -P cat 8 "$p" 2>/dev/null) || true
   grep -q "^NAME" <<<"$out" && ok "man 8 $p renders ($(wc -l <<<"$out") lines)" || bad "man 8 $p"
 done
