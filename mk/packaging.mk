@@ -129,6 +129,9 @@ deb:
 
 # ---- proof ----------------------------------------------------------------------------
 DEBROOT := $(TARGET_DIR)/debroot
+# Also build the .debs of these architectures (cross, dpkg-buildpackage -aARCH) and prove them
+# in a debootstrapped root of that architecture under qemu-user; empty skips.
+PKG_CROSS_ARCHES ?= s390x
 
 check-packages: $(if $(filter head,$(PKG_TREE)),,release)
 	@start=$$(date +%s); \
@@ -137,8 +140,15 @@ check-packages: $(if $(filter head,$(PKG_TREE)),,release)
 	$(MAKE) --no-print-directory deb; t2=$$(date +%s); \
 	packaging/tests/debroot.sh $(DEB_ARCH) $(DEBROOT)-$(DEB_ARCH); t3=$$(date +%s); \
 	packaging/tests/deb-smoke.sh $(DEBROOT)-$(DEB_ARCH) $(DEB_DIR); t4=$$(date +%s); \
-	$(MAKE) --no-print-directory check-rpm; t5=$$(date +%s); \
-	echo "check-packages: passed in $$((t5 - start)) s (man $$((t0 - start)) s, completions $$((t1 - t0)) s, deb+lintian $$((t2 - t1)) s, debootstrap $$((t3 - t2)) s, deb install+use $$((t4 - t3)) s, vendor+rpm+rpmlint+rpm --root $$((t5 - t4)) s)"
+	cross=""; for a in $(PKG_CROSS_ARCHES); do \
+	  c0=$$(date +%s); \
+	  $(MAKE) --no-print-directory deb DEB_ARCH=$$a; c1=$$(date +%s); \
+	  packaging/tests/debroot.sh $$a $(DEBROOT)-$$a; c2=$$(date +%s); \
+	  packaging/tests/deb-smoke.sh $(DEBROOT)-$$a $(PKG_OUT)/deb/$$a; c3=$$(date +%s); \
+	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s, debootstrap $$((c2 - c1)) s, deb install+use under qemu $$((c3 - c2)) s"; \
+	done; t5=$$(date +%s); \
+	$(MAKE) --no-print-directory check-rpm; t6=$$(date +%s); \
+	echo "check-packages: passed in $$((t6 - start)) s (man $$((t0 - start)) s, completions $$((t1 - t0)) s, deb+lintian $$((t2 - t1)) s, debootstrap $$((t3 - t2)) s, deb install+use $$((t4 - t3)) s$$cross, vendor+rpm+rpmlint+rpm --root $$((t6 - t5)) s)"
 
 # ---- RPM -------------------------------------------------------------------------------
 # rpmbuild runs here on Debian: --nodeps (Debian has no rpm database of the BuildRequires).
