@@ -130,7 +130,8 @@ deb:
 # ---- proof ----------------------------------------------------------------------------
 DEBROOT := $(TARGET_DIR)/debroot
 # Also build the .debs of these architectures (cross, dpkg-buildpackage -aARCH) and prove them
-# in a debootstrapped root of that architecture under qemu-user; empty skips.
+# in a debootstrapped root of that architecture under qemu-user; empty skips. The root is
+# debootstrapped (network, one qemu thread) while the cross build runs.
 PKG_CROSS_ARCHES ?= s390x
 
 check-packages: $(if $(filter head,$(PKG_TREE)),,release)
@@ -142,10 +143,12 @@ check-packages: $(if $(filter head,$(PKG_TREE)),,release)
 	packaging/tests/deb-smoke.sh $(DEBROOT)-$(DEB_ARCH) $(DEB_DIR); t4=$$(date +%s); \
 	cross=""; for a in $(PKG_CROSS_ARCHES); do \
 	  c0=$$(date +%s); \
+	  (packaging/tests/debroot.sh $$a $(DEBROOT)-$$a && echo "debootstrap $$(( $$(date +%s) - c0 )) s") \
+	    >$(DEBROOT)-$$a.bg.log 2>&1 & bg=$$!; \
 	  $(MAKE) --no-print-directory deb DEB_ARCH=$$a; c1=$$(date +%s); \
-	  packaging/tests/debroot.sh $$a $(DEBROOT)-$$a; c2=$$(date +%s); \
+	  wait $$bg || { cat $(DEBROOT)-$$a.bg.log >&2; exit 1; }; c2=$$(date +%s); cat $(DEBROOT)-$$a.bg.log; \
 	  packaging/tests/deb-smoke.sh $(DEBROOT)-$$a $(PKG_OUT)/deb/$$a; c3=$$(date +%s); \
-	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s, debootstrap $$((c2 - c1)) s, deb install+use under qemu $$((c3 - c2)) s"; \
+	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s ($$(tail -n1 $(DEBROOT)-$$a.bg.log) alongside, then waited $$((c2 - c1)) s), deb install+use under qemu $$((c3 - c2)) s"; \
 	done; t5=$$(date +%s); \
 	$(MAKE) --no-print-directory check-rpm; t6=$$(date +%s); \
 	echo "check-packages: passed in $$((t6 - start)) s (man $$((t0 - start)) s, completions $$((t1 - t0)) s, deb+lintian $$((t2 - t1)) s, debootstrap $$((t3 - t2)) s, deb install+use $$((t4 - t3)) s$$cross, vendor+rpm+rpmlint+rpm --root $$((t6 - t5)) s)"
