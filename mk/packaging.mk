@@ -1,14 +1,17 @@
 # Packaging: install layout, man pages, DEB and RPM, and the proof that the packages install
 # and work (packaging/README.md explains the layout and every choice).
 #
-#   make install DESTDIR=... PREFIX=/usr [LIBDIR=...]   binaries, NSS module, man pages, hooks
+#   make install DESTDIR=... PREFIX=/usr [LIBDIR=...]   binaries, NSS module, man pages, hooks,
+#                                 shell completions
 #   make deb [DEB_ARCH=s390x]     .debs in $(TARGET_DIR)/deb/ (dpkg-buildpackage -b, -as390x)
 #   make vendor                   $(TARGET_DIR)/rpm/SOURCES/virt-hostkit-VERSION{,-vendor}.tar.gz
 #   make rpm [RPM_ARCH=s390x]     RPMs in $(TARGET_DIR)/rpm/RPMS/
-#   make check-packages           man pages vs --help, build + lintian the .debs, install them
-#                                 into a debootstrapped Debian 12 root and use them there
+#   make check-completions        the installed bash/zsh/fish completions load and complete
+#   make check-packages           man pages vs --help, completions, build + lintian the .debs,
+#                                 install them into a debootstrapped Debian 12 root and use them
+#                                 there, the RPMs (check-rpm)
 DEPS_GROUPS     += packaging
-INSTALL_TARGETS += install-bins install-nss install-man
+INSTALL_TARGETS += install-bins install-nss install-man install-completions
 CHECK_TARGETS   += check-packages
 
 PKG_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -20,8 +23,18 @@ NSS_NAMES    := libnss_libvirt.so.2 libnss_libvirt_guest.so.2
 # 0644 is Debian policy for shared libraries, RHEL's spec passes 0755 (its convention).
 NSS_MODE     ?= 0644
 PKG_OUT      := $(TARGET_DIR)/packages
+# Shell completions: bash-completion and fish look in the same place everywhere; zsh's
+# vendor directory is vendor-completions on Debian, site-functions on RHEL/Fedora.
+DATADIR      ?= $(PREFIX)/share
+BASHCOMPDIR  ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR   ?= $(DATADIR)/zsh/$(if $(wildcard /etc/debian_version),vendor-completions,site-functions)
+FISHCOMPDIR  ?= $(DATADIR)/fish/vendor_completions.d
+# The generator (packaging/completions) always runs on the build host, also when RELEASE_DIR
+# holds cross-built (s390x) binaries: the scripts are the same text for every architecture.
+COMPLETIONS_GEN ?= $(TARGET_DIR)/release/vhk-completions
 
-.PHONY: install-bins install-nss install-man install-only check-man deb check-packages vendor rpm check-rpm
+.PHONY: install-bins install-nss install-man install-completions install-only check-man completions-gen \
+  check-completions deb check-packages vendor rpm check-rpm
 
 # Installs what `make release` (or a cross build, RELEASE_DIR=...) produced, without building:
 # the .deb/.rpm builds and cross builds call this.
@@ -49,6 +62,33 @@ install-nss:
 install-man:
 	@for p in packaging/man/*.8; do install -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man8/$$(basename $$p); \
 	  echo "install: $(DESTDIR)$(MANDIR)/man8/$$(basename $$p)"; done
+
+# bash: completions/NAME (bash-completion loads it when NAME is completed), zsh: _NAME
+# (#compdef), fish: NAME.fish; all generated from the clap definitions the binaries parse with.
+install-completions:
+	@[ -x $(COMPLETIONS_GEN) ] || { echo "install-completions: $(COMPLETIONS_GEN) missing (make release, or make completions-gen)" >&2; exit 1; }
+	@t=$$(mktemp -d); trap 'rm -rf "$$t"' EXIT; \
+	for p in $$($(COMPLETIONS_GEN) --list); do \
+	  for f in bash:$(BASHCOMPDIR)/$$p zsh:$(ZSHCOMPDIR)/_$$p fish:$(FISHCOMPDIR)/$$p.fish; do \
+	    $(COMPLETIONS_GEN) $${f%%:*} $$p > $$t/s; install -D -m 0644 $$t/s $(DESTDIR)$${f#*:}; \
+	    echo "install: $(DESTDIR)$${f#*:}"; \
+	  done; \
+	done
+
+# the host's generator alone (cross builds: make build-s390x builds only s390x binaries)
+completions-gen:
+	$(CARGO) build --release -p vhk-completions
+
+COMPLETIONS_ROOT := $(TARGET_DIR)/completions-root
+define check_completions
+rm -rf $(COMPLETIONS_ROOT); \
+$(MAKE) --no-print-directory install-bins install-completions DESTDIR=$(COMPLETIONS_ROOT) PREFIX=/usr >/dev/null; \
+packaging/tests/completions.sh $(COMPLETIONS_ROOT) $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR) $(SBINDIR)
+endef
+
+check-completions: release
+	@scripts/deps.sh packaging >/dev/null
+	@$(call check_completions)
 
 check-man: release
 	@python3 packaging/man/check-man.py $(RELEASE_DIR)
@@ -89,15 +129,29 @@ deb:
 
 # ---- proof ----------------------------------------------------------------------------
 DEBROOT := $(TARGET_DIR)/debroot
+# Also build the .debs of these architectures (cross, dpkg-buildpackage -aARCH) and prove them
+# in a debootstrapped root of that architecture under qemu-user; empty skips. The root is
+# debootstrapped (network, one qemu thread) while the cross build runs.
+PKG_CROSS_ARCHES ?= s390x
 
 check-packages: $(if $(filter head,$(PKG_TREE)),,release)
 	@start=$$(date +%s); \
-	python3 packaging/man/check-man.py $(RELEASE_DIR); t1=$$(date +%s); \
+	python3 packaging/man/check-man.py $(RELEASE_DIR); t0=$$(date +%s); \
+	$(call check_completions); t1=$$(date +%s); \
 	$(MAKE) --no-print-directory deb; t2=$$(date +%s); \
 	packaging/tests/debroot.sh $(DEB_ARCH) $(DEBROOT)-$(DEB_ARCH); t3=$$(date +%s); \
 	packaging/tests/deb-smoke.sh $(DEBROOT)-$(DEB_ARCH) $(DEB_DIR); t4=$$(date +%s); \
-	$(MAKE) --no-print-directory check-rpm; t5=$$(date +%s); \
-	echo "check-packages: passed in $$((t5 - start)) s (man $$((t1 - start)) s, deb+lintian $$((t2 - t1)) s, debootstrap $$((t3 - t2)) s, deb install+use $$((t4 - t3)) s, vendor+rpm+rpmlint+rpm --root $$((t5 - t4)) s)"
+	cross=""; for a in $(PKG_CROSS_ARCHES); do \
+	  c0=$$(date +%s); \
+	  (packaging/tests/debroot.sh $$a $(DEBROOT)-$$a && echo "debootstrap $$(( $$(date +%s) - c0 )) s") \
+	    >$(DEBROOT)-$$a.bg.log 2>&1 & bg=$$!; \
+	  $(MAKE) --no-print-directory deb DEB_ARCH=$$a; c1=$$(date +%s); \
+	  wait $$bg || { cat $(DEBROOT)-$$a.bg.log >&2; exit 1; }; c2=$$(date +%s); cat $(DEBROOT)-$$a.bg.log; \
+	  packaging/tests/deb-smoke.sh $(DEBROOT)-$$a $(PKG_OUT)/deb/$$a; c3=$$(date +%s); \
+	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s ($$(tail -n1 $(DEBROOT)-$$a.bg.log) alongside, then waited $$((c2 - c1)) s), deb install+use under qemu $$((c3 - c2)) s"; \
+	done; t5=$$(date +%s); \
+	$(MAKE) --no-print-directory check-rpm; t6=$$(date +%s); \
+	echo "check-packages: passed in $$((t6 - start)) s (man $$((t0 - start)) s, completions $$((t1 - t0)) s, deb+lintian $$((t2 - t1)) s, debootstrap $$((t3 - t2)) s, deb install+use $$((t4 - t3)) s$$cross, vendor+rpm+rpmlint+rpm --root $$((t6 - t5)) s)"
 
 # ---- RPM -------------------------------------------------------------------------------
 # rpmbuild runs here on Debian: --nodeps (Debian has no rpm database of the BuildRequires).
@@ -123,7 +177,7 @@ vendor:
 	@tar -C $(RPM_SRC)/tree/$(RPM_NAME) -czf $(RPM_SRC)/$(RPM_NAME)-vendor.tar.gz vendor
 	@echo "vendor: $(RPM_SRC)/$(RPM_NAME).tar.gz ($$(du -h $(RPM_SRC)/$(RPM_NAME).tar.gz | cut -f1)), $(RPM_SRC)/$(RPM_NAME)-vendor.tar.gz ($$(ls $(RPM_SRC)/tree/$(RPM_NAME)/vendor | wc -l) crates, $$(du -h $(RPM_SRC)/$(RPM_NAME)-vendor.tar.gz | cut -f1))"
 
-rpm: vendor $(if $(filter s390x,$(RPM_ARCH)),build-s390x)
+rpm: vendor $(if $(filter s390x,$(RPM_ARCH)),build-s390x completions-gen)
 	@scripts/deps.sh packaging >/dev/null
 	@start=$$(date +%s); rm -rf $(RPM_TOP)/RPMS/$(RPM_ARCH) $(RPM_TOP)/RPMS/noarch; \
 	rpmbuild -bb --nodeps $(RPM_DEFS) packaging/rpm/virt-hostkit.spec >$(RPM_TOP)/rpmbuild-$(RPM_ARCH).log 2>&1 \
@@ -142,6 +196,7 @@ check-rpm: rpm
 	rpm --root $$t -i --nodeps --ignorearch --noscripts $(RPM_TOP)/RPMS/$(RPM_ARCH)/*.rpm $(RPM_TOP)/RPMS/noarch/*.rpm; \
 	rpm --root $$t -qa | sort | sed 's/^/check-rpm: installed /'; \
 	$(MAKE) --no-print-directory -C $(RPM_SRC)/tree/$(RPM_NAME) install-only DESTDIR=$$m PREFIX=/usr LIBDIR=/usr/lib64 NSS_MODE=0755 \
+	  ZSHCOMPDIR=/usr/share/zsh/site-functions \
 	  $(if $(filter s390x,$(RPM_ARCH)),RELEASE_DIR=$(S390X_RELEASE)) >/dev/null; \
 	(cd $$m && find . -type f -o -type l | sed 's/^\.//' | sort) > $(RPM_TOP)/files-make; \
 	rpm --root $$t -qal | grep -v -e '^/usr/share/licenses/' -e '^/usr/lib/\.build-id' | sed 's/\.gz$$//' \

@@ -5,6 +5,7 @@
 #
 #   make check-s390x     build + run every test for s390x (skips listed, with reasons)
 #   make build-s390x     release binaries for s390x ($(TARGET_DIR)/s390x-unknown-linux-gnu/release)
+#                        that the packages ship
 DEPS_GROUPS   += s390x
 CHECK_TARGETS += check-s390x
 
@@ -44,8 +45,10 @@ s390x-sysroot:
 	@scripts/deps.sh packaging >/dev/null
 	@packaging/s390x/sysroot.sh $(S390X_SYSROOT)
 
+# what the packages ship: not the build-host tool vhk-completions (run natively, see
+# install-completions) nor the test-only AP bus simulator (check-s390x builds both)
 build-s390x: s390x-toolchain s390x-sysroot
-	$(S390X_CARGO) build --workspace --release --target $(S390X_TRIPLE)
+	$(S390X_CARGO) build --workspace --release --target $(S390X_TRIPLE) --exclude vhk-completions --exclude ap-sim
 
 check-s390x: s390x-toolchain s390x-sysroot
 	@start=$$(date +%s); \

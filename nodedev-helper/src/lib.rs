@@ -12,13 +12,14 @@
 //! (chzdev's `apmask=`/`aqmask=` syntax), [`udev_rule`] (the persistent masks in chzdev's
 //! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN), [`dirscan`] (one
 //! directory through one descriptor) and [`autostart_index`] (the callout's cache of
-//! auto-start configs).
+//! auto-start configs). [`cli`] is the command line of the `nodedev-helper` binary.
 
 pub mod ap;
 pub mod apmask;
 pub mod autostart_index;
 pub mod callout;
 pub mod chzdev;
+pub mod cli;
 pub mod dirscan;
 pub mod hook;
 pub mod inventory;

@@ -1,42 +1,11 @@
 //! `nodedev-helper` command line: parses arguments, resolves the host root, dispatches to the
 //! library and turns an error into one `nodedev-helper: ...` line and an exit code.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use nodedev_helper::cli::{Cli, Command};
 use nodedev_helper::{ap, callout, hook, passthrough, root::Root};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "nodedev-helper",
-    version,
-    about = "vfio_ap crypto passthrough for KVM guests on IBM Z",
-    long_about = "Validates vfio_ap mediated devices as an mdevctl callout, manages the AP bus \
-                  masks (active and persistent), hands crypto domains to guests and checks them \
-                  when libvirt starts a guest."
-)]
-struct Cli {
-    /// Host root all paths are resolved below (sys/, etc/, run/). Default: `/`, or
-    /// MDEVCTL_ENV_ROOT when mdevctl sets it.
-    #[arg(long, global = true, value_name = "DIR")]
-    root: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// mdevctl callout for vfio_ap-passthrough devices (argv as mdevctl passes it).
-    Callout(callout::Args),
-    /// AP bus masks and crypto inventory.
-    Ap(ap::Args),
-    /// Hand crypto domains to a guest in one command (or take them back).
-    Passthrough(passthrough::Args),
-    /// libvirt qemu hook (installed in /etc/libvirt/hooks/qemu.d/).
-    LibvirtHook(hook::Args),
-}
 
 fn main() -> ExitCode {
     // Installed as a link in mdevctl's callout directory: mdevctl passes only the callout's

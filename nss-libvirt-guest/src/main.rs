@@ -11,67 +11,12 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use nss_libvirt_guest::cli::{Cli, Cmd, Svc};
 use nss_libvirt_guest::lookup::{
     self, Answer, Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
 };
 use serde_json::{Value, json};
-
-#[derive(Parser)]
-#[command(
-    name = "nss-libvirt-guest",
-    version,
-    about = "Explain how libvirt guest names resolve through the libvirt / libvirt_guest NSS modules",
-    long_about = "Explain how libvirt guest names resolve through the libvirt (DHCP hostname) and \
-libvirt_guest (domain name) NSS services, using the same code as libnss_libvirt{,_guest}.so.2.\n\n\
-Exit status: 0 resolved / nothing wrong, 1 not resolved / problems found or errors, 2 wrong usage."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-    /// Lease directory to read instead of /var/lib/libvirt/dnsmasq (tests).
-    #[arg(long, global = true, hide = true)]
-    lease_dir: Option<PathBuf>,
-    /// nsswitch.conf to read instead of /etc/nsswitch.conf (tests).
-    #[arg(long, global = true, hide = true)]
-    nsswitch: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Svc {
-    Libvirt,
-    #[value(name = "libvirt_guest")]
-    LibvirtGuest,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Resolve NAME as the module does; --explain shows every lease considered and why.
-    Lookup {
-        name: String,
-        /// Only this service (default: libvirt, then libvirt_guest, as in nsswitch.conf).
-        #[arg(long, value_enum)]
-        service: Option<Svc>,
-        /// Show every lease file read and every entry considered, taken or rejected and why.
-        #[arg(long)]
-        explain: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show every live guest: domain, hostname, MAC, address, expiry, bridge.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check nsswitch.conf (and authselect's user-nsswitch.conf) and the module's installation.
-    Check {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 fn now() -> i64 {
     SystemTime::now()

@@ -3,7 +3,8 @@
 # debootstrapped Debian 12 root and use them there: resolve a guest from a fixture lease
 # directory through the installed NSS module with getent, run nodedev-helper --help, open the
 # man pages. Everything happens in a private mount namespace on a throw-away copy; the host's
-# /etc and /var/lib/libvirt are never touched.
+# /etc and /var/lib/libvirt are never touched. A foreign root (s390x .debs in an s390x root)
+# runs its programs under qemu-user: packaging/s390x/userns-binfmt.sh, all system ids mapped.
 set -euo pipefail
 pristine=$1 debs=$2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,12 +24,24 @@ printf '#!/bin/sh\nexit 101\n' > "$work/usr/sbin/policy-rc.d"; chmod 755 "$work/
 mkdir -p "$work/var/lib/libvirt/dnsmasq"
 cp "$here"/fixtures/dnsmasq/* "$work/var/lib/libvirt/dnsmasq/"
 
-in_root() {  # in_root CMD... -- run CMD in the root, /proc mounted in a private namespace
-  unshare --mount --propagation private -- sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$work" "$@"
-}
+arch=$(dpkg-deb -f "$(ls "$debs"/virt-hostkit-nss_*.deb | head -n1)" Architecture)
+nm="nm"
+if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+  in_root() {  # in_root CMD... -- run CMD in the root, /proc mounted in a private namespace
+    unshare --mount --propagation private -- sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$work" "$@"
+  }
+else
+  in_root() {  # the same in a user namespace whose binfmt_misc runs $arch programs with qemu-user
+    VHK_USERNS_IDS=all "$here/../s390x/userns-binfmt.sh" \
+      sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$work" "$@"
+  }
+  gnu=$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null) || true
+  command -v "$gnu-nm" >/dev/null && nm=$gnu-nm
+  echo "deb-smoke: $arch root: programs run under qemu-user"
+fi
 # the root's own apt resolves Depends (libvirt0, parted, ...) from the Debian archive
 if in_root sh -c 'apt-get -q update >/tmp/apt.log 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends /tmp/debs/*.deb >>/tmp/apt.log 2>&1'; then
-  ok "apt installed $(ls "$debs"/*.deb | xargs -n1 basename | tr '\n' ' ')"
+  ok "apt installed ($arch) $(ls "$debs"/*.deb | xargs -n1 basename | tr '\n' ' ')"
 else
   tail -n 30 "$work/tmp/apt.log" >&2; bad "apt install of the .debs"; exit 1
 fi
@@ -36,12 +49,13 @@ fi
 sed -i 's/^hosts:.*/hosts:          files libvirt libvirt_guest/' "$work/etc/nsswitch.conf"
 grep -q '^hosts:.*libvirt_guest' "$work/etc/nsswitch.conf" || echo 'hosts: files libvirt libvirt_guest' >> "$work/etc/nsswitch.conf"
 in_root dpkg -s virt-hostkit-nss >/dev/null && ok "dpkg knows virt-hostkit-nss" || bad "virt-hostkit-nss not installed"
+m=$(in_root uname -m) && ok "the root runs $arch programs (uname -m in the root: $m)" || bad "uname -m in the root"
 ma=$(in_root dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || in_root sh -c 'ls -d /usr/lib/*-linux-gnu | head -n1 | xargs basename')
 for n in libnss_libvirt.so.2 libnss_libvirt_guest.so.2; do
   [ -f "$work/usr/lib/$ma/$n" ] && ok "/usr/lib/$ma/$n installed" || bad "/usr/lib/$ma/$n missing"
 done
 # NSS: only claim it once the module exports the entry points (the nss part may not have landed)
-if nm -D --defined-only "$work/usr/lib/$ma/libnss_libvirt.so.2" 2>/dev/null | grep -q ' _nss_libvirt_gethostbyname4_r$'; then
+if "$nm" -D --defined-only "$work/usr/lib/$ma/libnss_libvirt.so.2" 2>/dev/null | grep -q ' _nss_libvirt_gethostbyname4_r$'; then
   out=$(in_root getent hosts vhk-guest) || true
   [[ "$out" == 192.168.122.77*vhk-guest* ]] && ok "getent hosts vhk-guest -> $out (service libvirt, fixture lease)" \
     || bad "getent hosts vhk-guest gave '$out', want 192.168.122.77"
@@ -58,6 +72,10 @@ for b in nodedev-helper storage-align nss-libvirt-guest; do
   else skip "$b --help: not in the packages (binary not built yet)"; fi
 done
 for p in nodedev-helper storage-align nss-libvirt-guest; do
+  for f in usr/share/bash-completion/completions/$p usr/share/zsh/vendor-completions/_$p \
+           usr/share/fish/vendor_completions.d/$p.fish; do
+    [ -s "$work/$f" ] && ok "/$f installed" || bad "/$f missing"
+  done
   out=$(in_root env MANWIDTH=80 man -P cat 8 "$p" 2>/dev/null) || true
   grep -q "^NAME" <<<"$out" && ok "man 8 $p renders ($(wc -l <<<"$out") lines)" || bad "man 8 $p"
 done

@@ -8,9 +8,11 @@
 //! [`size`] parses virsh-style sizes, [`parted`] reads a disk's label, geometry and free
 //! extents through parted's machine output and creates partitions with it, [`mbr`] reads the
 //! MBR partition types that parted's machine output leaves out, [`pool`] reads a libvirt disk
-//! pool's XML and predicts the volume name libvirt gives a new partition.
+//! pool's XML and predicts the volume name libvirt gives a new partition. [`cli`] is the
+//! binary's command line (for its shell completions).
 
 pub mod boundary;
+pub mod cli;
 pub mod mbr;
 pub mod parted;
 pub mod pool;

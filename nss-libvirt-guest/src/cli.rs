@@ -1,0 +1,70 @@
+//! The command line of the `nss-libvirt-guest` diagnostic binary (src/main.rs), here so that
+//! tools can see it without running it: the shell completions (packaging/completions) are
+//! generated from [`command`]. Only the binary and those tools use it; the NSS entry points in
+//! [`crate::ffi`] never reach it, so the shared object carries none of it.
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// `nss-libvirt-guest [--lease-dir DIR] [--nsswitch FILE] lookup|list|check ...`
+#[derive(Parser)]
+#[command(
+    name = "nss-libvirt-guest",
+    version,
+    about = "Explain how libvirt guest names resolve through the libvirt / libvirt_guest NSS modules",
+    long_about = "Explain how libvirt guest names resolve through the libvirt (DHCP hostname) and \
+libvirt_guest (domain name) NSS services, using the same code as libnss_libvirt{,_guest}.so.2.\n\n\
+Exit status: 0 resolved / nothing wrong, 1 not resolved / problems found or errors, 2 wrong usage."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+    /// Lease directory to read instead of /var/lib/libvirt/dnsmasq (tests).
+    #[arg(long, global = true, hide = true)]
+    pub lease_dir: Option<PathBuf>,
+    /// nsswitch.conf to read instead of /etc/nsswitch.conf (tests).
+    #[arg(long, global = true, hide = true)]
+    pub nsswitch: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Svc {
+    Libvirt,
+    #[value(name = "libvirt_guest")]
+    LibvirtGuest,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Resolve NAME as the module does; --explain shows every lease considered and why.
+    Lookup {
+        name: String,
+        /// Only this service (default: libvirt, then libvirt_guest, as in nsswitch.conf).
+        #[arg(long, value_enum)]
+        service: Option<Svc>,
+        /// Show every lease file read and every entry considered, taken or rejected and why.
+        #[arg(long)]
+        explain: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every live guest: domain, hostname, MAC, address, expiry, bridge.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check nsswitch.conf (and authselect's user-nsswitch.conf) and the module's installation.
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The `clap::Command` the binary parses with (for completions and man page checks).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
