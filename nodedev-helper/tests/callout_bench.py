@@ -121,8 +121,14 @@ def main():
                 ok &= ratio <= 0.5
             print(f"{event:<21} {med:>12.2f} ms {p90:>5.2f} ms {bmed:>8.2f} ms "
                   f"{med - bmed:>11.2f} ms {ref:>13.1f} ms {ratio:>7.2f}")
-        print(f"target: at most half of ap-check's time -> {'met' if ok else 'NOT met'} "
-              "(compared with the reference figures below)")
+        if os.path.basename(BIN) == "nodedev-helper-callout":
+            print(f"target: at most half of ap-check's time -> {'met' if ok else 'NOT met'} "
+                  "(compared with the reference figures below)")
+        else:
+            # mdevctl runs the installed callout (nodedev-helper-callout); `nodedev-helper
+            # callout` is the same code in a binary that also loads libvirt for passthrough
+            print(f"target: not judged for {os.path.basename(BIN)}: the installed callout is "
+                  "nodedev-helper-callout; this run shows what loading libvirt would cost")
         print(f"NOTE: ap-check was NOT measured in this run: its figures ({AP_CHECK_MS['pre define']} ms "
               f"pre define, {AP_CHECK_MS['pre start']} ms pre start, bare spawn {SPAWN_REF_MS} ms) are the "
               "spec's reference values for this machine kind; s390-tools' ap-check is s390x-only "
