@@ -161,7 +161,8 @@ RPM_ARCH  ?= $(shell uname -m)
 RPM_TOP   := $(PKG_OUT)/rpm
 RPM_SRC   := $(RPM_TOP)/SOURCES
 RPM_NAME  := virt-hostkit-$(PKG_VERSION)
-RPM_DEFS  := --define '_topdir $(RPM_TOP)' --define '__brp_compress bash /usr/lib/rpm/brp-compress' $(if $(RPM_CHECK),,--nocheck)
+# Recursive (=): S390X_RELEASE comes from mk/s390x.mk, included after this file.
+RPM_DEFS   = --define '_topdir $(RPM_TOP)' --define '__brp_compress bash /usr/lib/rpm/brp-compress' $(if $(RPM_CHECK),,--nocheck)
 ifeq ($(RPM_ARCH),s390x)
 RPM_DEFS  += --target s390x --define 'vhk_prebuilt $(S390X_RELEASE)' \
   --define '__strip /usr/bin/s390x-linux-gnu-strip' --define '__objdump /usr/bin/s390x-linux-gnu-objdump'
