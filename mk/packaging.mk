@@ -148,7 +148,8 @@ check-packages: $(if $(filter head,$(PKG_TREE)),,release)
 	  $(MAKE) --no-print-directory deb DEB_ARCH=$$a; c1=$$(date +%s); \
 	  wait $$bg || { cat $(DEBROOT)-$$a.bg.log >&2; exit 1; }; c2=$$(date +%s); cat $(DEBROOT)-$$a.bg.log; \
 	  packaging/tests/deb-smoke.sh $(DEBROOT)-$$a $(PKG_OUT)/deb/$$a; c3=$$(date +%s); \
-	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s ($$(tail -n1 $(DEBROOT)-$$a.bg.log) alongside, then waited $$((c2 - c1)) s), deb install+use under qemu $$((c3 - c2)) s"; \
+	  $(MAKE) --no-print-directory check-rpm RPM_ARCH=$$a; c4=$$(date +%s); \
+	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s ($$(tail -n1 $(DEBROOT)-$$a.bg.log) alongside, then waited $$((c2 - c1)) s), deb install+use under qemu $$((c3 - c2)) s, rpm+rpmlint+rpm --root $$((c4 - c3)) s"; \
 	done; t5=$$(date +%s); \
 	$(MAKE) --no-print-directory check-rpm; t6=$$(date +%s); \
 	echo "check-packages: passed in $$((t6 - start)) s (man $$((t0 - start)) s, completions $$((t1 - t0)) s, deb+lintian $$((t2 - t1)) s, debootstrap $$((t3 - t2)) s, deb install+use $$((t4 - t3)) s$$cross, vendor+rpm+rpmlint+rpm --root $$((t6 - t5)) s)"
@@ -196,6 +197,12 @@ check-rpm: rpm
 	rpm --root $$t --initdb; \
 	rpm --root $$t -i --nodeps --ignorearch --noscripts $(RPM_TOP)/RPMS/$(RPM_ARCH)/*.rpm $(RPM_TOP)/RPMS/noarch/*.rpm; \
 	rpm --root $$t -qa | sort | sed 's/^/check-rpm: installed /'; \
+	machine='$(if $(filter s390x,$(RPM_ARCH)),IBM S/390,$(if $(filter x86_64,$(RPM_ARCH)),X86-64))'; n=0; \
+	for f in $$(find $$t/usr -type f); do \
+	  readelf -h $$f >/dev/null 2>&1 || continue; n=$$((n + 1)); \
+	  [ -z "$$machine" ] || readelf -h $$f | grep -q "Machine:.*$$machine" \
+	    || { echo "check-rpm: $${f#$$t} in the $(RPM_ARCH) RPMs is not a $$machine ELF file" >&2; exit 1; }; \
+	done; echo "check-rpm: $$n ELF files in the $(RPM_ARCH) RPMs, all $${machine:-(machine not checked)}"; \
 	$(MAKE) --no-print-directory -C $(RPM_SRC)/tree/$(RPM_NAME) install-only DESTDIR=$$m PREFIX=/usr LIBDIR=/usr/lib64 NSS_MODE=0755 \
 	  ZSHCOMPDIR=/usr/share/zsh/site-functions \
 	  $(if $(filter s390x,$(RPM_ARCH)),RELEASE_DIR=$(S390X_RELEASE)) >/dev/null; \
