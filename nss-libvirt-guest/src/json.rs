@@ -158,6 +158,26 @@ fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
     out
 }
 
+/// What [`Parser::members`] needs to know of a bracket pair: its closing byte and the
+/// errors it reports.
+struct Brackets {
+    close: u8,
+    eof: &'static str,
+    bad_separator: &'static str,
+}
+
+const ARRAY: &Brackets = &Brackets {
+    close: b']',
+    eof: "unexpected end of file inside an array",
+    bad_separator: "expected ',' or ']' in an array",
+};
+
+const OBJECT: &Brackets = &Brackets {
+    close: b'}',
+    eof: "unexpected end of file inside an object",
+    bad_separator: "expected ',' or '}' in an object",
+};
+
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
@@ -393,110 +413,88 @@ impl Parser<'_> {
     }
 
     fn skip_array(&mut self, depth: usize) -> Result<(), SyntaxError> {
-        self.i += 1;
-        loop {
-            self.ws();
-            if self.peek() == Some(b']') {
-                self.i += 1;
-                return Ok(());
-            }
-            self.skip_value(depth + 1)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {}
-                None => return Err(self.err("unexpected end of file inside an array")),
-                _ => return Err(self.err("expected ',' or ']' in an array")),
-            }
-        }
+        self.members(ARRAY, |p| p.skip_value(depth + 1))
     }
 
     fn skip_object(&mut self, depth: usize) -> Result<(), SyntaxError> {
-        self.i += 1;
-        loop {
-            self.ws();
-            match self.peek() {
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(b'"') => {}
-                None => return Err(self.err("unexpected end of file inside an object")),
-                _ => return Err(self.err("expected a key in an object")),
-            }
-            self.skip_string(true)?;
-            self.ws();
-            if self.peek() != Some(b':') {
-                return Err(self.err("expected ':' after an object key"));
-            }
-            self.i += 1;
-            self.ws();
-            self.skip_value(depth + 1)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {}
-                None => return Err(self.err("unexpected end of file inside an object")),
-                _ => return Err(self.err("expected ',' or '}' in an object")),
-            }
-        }
+        self.members(OBJECT, |p| {
+            p.expect_key()?;
+            p.skip_string(true)?;
+            p.colon()?;
+            p.skip_value(depth + 1)
+        })
     }
 
     fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
-        self.i += 1;
         let mut items = Vec::new();
+        self.members(ARRAY, |p| {
+            items.push(p.value(depth + 1)?);
+            Ok(())
+        })?;
+        Ok(Value::Arr(items))
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        let mut fields = Vec::new();
+        self.members(OBJECT, |p| {
+            p.expect_key()?;
+            let key_at = p.i;
+            let key = p.string()?.map_err(|_| SyntaxError {
+                offset: key_at,
+                message: "object key is not valid UTF-8",
+            })?;
+            p.colon()?;
+            fields.push((key, p.value(depth + 1)?));
+            Ok(())
+        })?;
+        Ok(Value::Obj(fields))
+    }
+
+    /// The walk shared by arrays and objects, built ([`Parser::array`]) or skipped
+    /// ([`Parser::skip_array`]) alike, so both see the same syntax errors at the same
+    /// offsets: the opening bracket, then `member` for each element, separated by commas
+    /// (a trailing comma tolerated), up to the closing bracket.
+    fn members(
+        &mut self,
+        brackets: &Brackets,
+        mut member: impl FnMut(&mut Self) -> Result<(), SyntaxError>,
+    ) -> Result<(), SyntaxError> {
+        self.i += 1;
         loop {
             self.ws();
-            if self.peek() == Some(b']') {
+            if self.peek() == Some(brackets.close) {
                 self.i += 1;
-                return Ok(Value::Arr(items));
+                return Ok(());
             }
-            items.push(self.value(depth + 1)?);
+            member(self)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
-                Some(b']') => {}
-                None => return Err(self.err("unexpected end of file inside an array")),
-                _ => return Err(self.err("expected ',' or ']' in an array")),
+                Some(c) if c == brackets.close => {}
+                None => return Err(self.err(brackets.eof)),
+                _ => return Err(self.err(brackets.bad_separator)),
             }
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
-        self.i += 1;
-        let mut fields = Vec::new();
-        loop {
-            self.ws();
-            match self.peek() {
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Value::Obj(fields));
-                }
-                Some(b'"') => {}
-                None => return Err(self.err("unexpected end of file inside an object")),
-                _ => return Err(self.err("expected a key in an object")),
-            }
-            let key_at = self.i;
-            let key = self.string()?.map_err(|_| SyntaxError {
-                offset: key_at,
-                message: "object key is not valid UTF-8",
-            })?;
-            self.ws();
-            if self.peek() != Some(b':') {
-                return Err(self.err("expected ':' after an object key"));
-            }
-            self.i += 1;
-            self.ws();
-            let v = self.value(depth + 1)?;
-            fields.push((key, v));
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {}
-                None => return Err(self.err("unexpected end of file inside an object")),
-                _ => return Err(self.err("expected ',' or '}' in an object")),
-            }
+    /// At an object member: its key must start here.
+    fn expect_key(&self) -> Result<(), SyntaxError> {
+        match self.peek() {
+            Some(b'"') => Ok(()),
+            None => Err(self.err("unexpected end of file inside an object")),
+            _ => Err(self.err("expected a key in an object")),
         }
+    }
+
+    /// The `:` between an object key and its value, with the space around it.
+    fn colon(&mut self) -> Result<(), SyntaxError> {
+        self.ws();
+        if self.peek() != Some(b':') {
+            return Err(self.err("expected ':' after an object key"));
+        }
+        self.i += 1;
+        self.ws();
+        Ok(())
     }
 }
 
