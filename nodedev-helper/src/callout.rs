@@ -28,13 +28,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::apmask::Mask;
 use crate::autostart_index;
 use crate::lock;
 use crate::mdev::{self, DeviceConfig, Matrix, VFIO_AP_TYPE};
 use crate::root::Root;
 use crate::sysfs;
-use crate::udev_rule;
+use crate::vfio_ap::{self, Conflict};
 
 /// The only parent vfio_ap devices have.
 pub const PARENT: &str = "matrix";
@@ -42,9 +41,6 @@ pub const PARENT: &str = "matrix";
 /// Environment variable bounding the wait for a lock held by another live process
 /// (seconds; default [`lock::DEFAULT_WAIT`]).
 pub const LOCK_WAIT_ENV: &str = "NODEDEV_HELPER_LOCK_WAIT";
-
-/// vfio_ap drives CEX4 (hwtype 10) and newer.
-pub const MIN_HWTYPE: u32 = 10;
 
 /// Exit codes, as mdevctl reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,12 +197,16 @@ impl Report {
         self.errors.is_empty()
     }
     /// An error, or a warning when `fatal` is false (manual-start devices).
-    fn problem(&mut self, fatal: bool, msg: String) {
+    fn problem(&mut self, fatal: bool, msg: impl std::fmt::Display) {
         if fatal {
-            self.errors.push(msg);
+            self.errors.push(msg.to_string());
         } else {
-            self.warnings.push(format!("warning: {msg}"));
+            self.warn(msg);
         }
+    }
+    /// A warning (`warning: …`), printed after the errors; it rejects nothing.
+    fn warn(&mut self, msg: impl std::fmt::Display) {
+        self.warnings.push(vfio_ap::warning(msg));
     }
     /// What goes to stderr: errors first (ap-check's lines), then warnings.
     pub fn render(&self) -> String {
@@ -227,19 +227,11 @@ pub enum CalloutError {
     #[error(transparent)]
     File(#[from] sysfs::FileError),
     #[error(transparent)]
-    Masks(#[from] udev_rule::EffectiveError),
+    Host(#[from] vfio_ap::ReadError),
     #[error("{}: {msg}", path.display())]
     Bad { path: PathBuf, msg: String },
     #[error(transparent)]
     Lock(#[from] lock::LockError),
-}
-
-fn read_mask(path: &Path) -> Result<Mask, CalloutError> {
-    let text = sysfs::read(path)?;
-    Mask::parse_sysfs(&text).map_err(|e| CalloutError::Bad {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
 }
 
 /// `sys/bus/ap/ap_max_{adapter,domain}_id`, when the host has it.
@@ -287,40 +279,6 @@ fn check_values(
     Ok(matrix)
 }
 
-/// Adapters whose card vfio_ap cannot drive (hwtype < 10). Absent cards are not checked: the
-/// kernel accepts adapters that are not (yet) plugged.
-fn old_cards(root: &Root, adapters: &Mask) -> Result<Vec<(u8, u32)>, CalloutError> {
-    let mut out = Vec::new();
-    for a in adapters.iter() {
-        let path = root.ap_bus().join(format!("devices/card{a:02x}/hwtype"));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(sysfs::FileError::Read {
-                    path,
-                    cause: source,
-                }
-                .into());
-            }
-        };
-        let hw: u32 = text.trim().parse().map_err(|_| CalloutError::Bad {
-            path: path.clone(),
-            msg: format!("hwtype '{}' is not a decimal number", text.trim()),
-        })?;
-        if hw < MIN_HWTYPE {
-            out.push((a, hw));
-        }
-    }
-    Ok(out)
-}
-
-fn hwtype_msg(a: u8, hw: u32) -> String {
-    format!(
-        "adapter {a} (card{a:02x}) has hwtype {hw}: vfio_ap supports only CEX4 and newer (hwtype {MIN_HWTYPE} and up)"
-    )
-}
-
 /// Which pre operation a define-time check is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefineOp {
@@ -354,55 +312,46 @@ pub fn check_define(
         }
         for q in &mine {
             if d.adapters.test(q.adapter) && d.domains.test(q.domain) {
-                r.problem(
-                    auto,
-                    format!("APQN {q} is defined for autostart by {}", d.uuid),
-                );
+                let by = d.uuid.to_string();
+                r.problem(auto, Conflict::DefinedForAutostart { apqn: *q, by });
             }
         }
     }
     for b in &scan.broken {
-        r.warnings
-            .push(format!("warning: ignored unreadable mdev config {b}"));
+        r.warn(format_args!("ignored unreadable mdev config {b}"));
     }
 
-    let masks = udev_rule::effective(root)?;
+    let persistent = vfio_ap::persistent_masks(root)?;
     for q in &mine {
-        if q.host_owned(&masks.apmask, &masks.aqmask) {
-            r.problem(
-                auto,
-                format!(
-                    "APQN {q} is not defined for vfio_ap-passthrough use by the persistent ap bus mask settings"
-                ),
-            );
+        if persistent.masks.keep(*q) {
+            r.problem(auto, Conflict::PersistentMasks { apqn: *q });
         }
     }
 
-    // Beyond ap-check: what stops the device from starting right now.
-    for a in mdev::users_of(root, &mine)? {
+    // Beyond ap-check: what stops the device from starting right now. Only the queues'
+    // own word (vfio_ap's `status`) is asked here; the active mdevs' matrices are read when
+    // a queue says it is taken, never all of them on every define.
+    for a in vfio_ap::claimed_by(root, &mine)? {
         if a.uuid == uuid {
             continue;
         }
         for q in &mine {
-            if a.matrix.adapters.test(q.adapter) && a.matrix.domains.test(q.domain) {
-                r.warnings.push(format!(
-                    "warning: APQN {q} is in use by active mdev {}; this device cannot start while that one is active",
+            if a.matrix.holds(*q) {
+                r.warn(format_args!(
+                    "APQN {q} is in use by active mdev {}; this device cannot start while that one is active",
                     a.uuid
                 ));
             }
         }
     }
-    for (a, hw) in old_cards(root, &matrix.adapters)? {
-        r.warnings.push(format!(
-            "warning: {}; this device cannot start",
-            hwtype_msg(a, hw)
-        ));
+    for c in vfio_ap::unsupported_cards(root, &matrix.adapters)? {
+        r.warn(format_args!("{c}; this device cannot start"));
     }
     Ok(r)
 }
 
-/// `pre start` (and `live modify`): can this matrix be given to mdev `uuid` now?
-/// Public so the libvirt hook asks the same question before it starts a device.
+/// `pre start` (and `live modify`): can this matrix be given to mdev `uuid` now? The libvirt
+/// hook starts devices through mdevctl, so this is what it gets asked too.
 pub fn check_start(
     root: &Root,
     uuid: &str,
@@ -424,23 +373,21 @@ pub fn check_start(
             continue;
         }
         for q in &mine {
-            if a.matrix.adapters.test(q.adapter) && a.matrix.domains.test(q.domain) {
-                r.errors
-                    .push(format!("APQN {q} already in use by {}", a.uuid));
+            if a.matrix.holds(*q) {
+                let by = a.uuid.clone();
+                r.errors.push(Conflict::InUse { apqn: *q, by }.to_string());
             }
         }
     }
-    let apmask = read_mask(&root.ap_bus().join("apmask"))?;
-    let aqmask = read_mask(&root.ap_bus().join("aqmask"))?;
+    let active = vfio_ap::active_masks(root)?;
     for q in &mine {
-        if q.host_owned(&apmask, &aqmask) {
-            r.errors.push(format!(
-                "APQN {q} is not allowed for vfio_ap-passthrough use by the active ap bus mask settings"
-            ));
+        if active.keep(*q) {
+            r.errors
+                .push(Conflict::ActiveMasks { apqn: *q }.to_string());
         }
     }
-    for (a, hw) in old_cards(root, &matrix.adapters)? {
-        r.errors.push(hwtype_msg(a, hw));
+    for c in vfio_ap::unsupported_cards(root, &matrix.adapters)? {
+        r.errors.push(c.to_string());
     }
     Ok(r)
 }

@@ -30,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use quick_xml::events::Event;
 
-use crate::apmask::{Apqn, Mask};
+use crate::apmask::Apqn;
 use crate::mdev::{self, MdevError};
 use crate::root::Root;
 use crate::sysfs::{self, FileError};
+use crate::vfio_ap;
 
 /// Arguments exactly as libvirt passes them to a qemu hook.
 #[derive(Debug, clap::Args)]
@@ -152,6 +153,8 @@ pub enum HookError {
     NoMdevctl,
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Host(#[from] vfio_ap::ReadError),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
 }
@@ -516,20 +519,8 @@ impl<'a> Hook<'a> {
                 path,
             });
         }
-        let bus = self.root.ap_bus();
-        let mask = |name: &str| -> Result<Mask, HookError> {
-            let p = bus.join(name);
-            let text = sysfs::read(&p)?;
-            Mask::parse_sysfs(&text).map_err(|e| HookError::Io {
-                what: p.display().to_string(),
-                source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-            })
-        };
-        let (apmask, aqmask) = (mask("apmask")?, mask("aqmask")?);
-        let owned: Vec<Apqn> = apqns
-            .into_iter()
-            .filter(|a| a.host_owned(&apmask, &aqmask))
-            .collect();
+        let active = vfio_ap::active_masks(self.root)?;
+        let owned: Vec<Apqn> = apqns.into_iter().filter(|q| active.keep(*q)).collect();
         if !owned.is_empty() {
             return Err(HookError::HostOwned {
                 guest: guest.to_string(),

@@ -17,8 +17,6 @@ use crate::root::Root;
 use crate::sysfs;
 
 pub use crate::mdev::VFIO_AP_TYPE;
-/// vfio_ap supports CEX4 (hwtype 10) up to CEX8 (hwtype 14).
-pub const VFIO_AP_HWTYPES: std::ops::RangeInclusive<u32> = 10..=14;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -61,13 +59,6 @@ fn names(dir: &Path) -> Result<Vec<String>, InventoryError> {
     Ok(v)
 }
 
-/// Reads `sys/bus/ap/{name}` as a kernel mask.
-pub fn active_mask(root: &Root, name: &str) -> Result<Mask, InventoryError> {
-    let path = root.ap_bus().join(name);
-    let text = sysfs::read(&path)?;
-    Mask::parse_sysfs(&text).map_err(|e| bad(&path, e.to_string()))
-}
-
 /// Who drives an AP queue, from its sysfs attributes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "driver")]
@@ -90,7 +81,7 @@ pub struct Card {
 
 impl Card {
     pub fn vfio_ap_capable(&self) -> bool {
-        VFIO_AP_HWTYPES.contains(&self.hwtype)
+        crate::vfio_ap::supports_hwtype(self.hwtype)
     }
 }
 

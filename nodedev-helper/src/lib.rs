@@ -2,12 +2,14 @@
 //!
 //! - [`callout`]: the mdevctl callout that validates `vfio_ap-passthrough` devices
 //!   (replaces s390-tools' `ap-check`);
-//! - [`ap`]: AP bus masks, persistent udev rule, crypto inventory (replaces `chzdev/lszdev -t ap`);
+//! - [`ap`]: AP bus masks, persistent udev rule, crypto inventory (replaces `chzdev/lszdev -t ap`),
+//!   over the mask engine [`masks`] and the bindings wait [`bindings`];
 //! - [`passthrough`]: one-command crypto passthrough to a guest;
 //! - [`hook`]: the libvirt qemu hook for guests with vfio-ap hostdevs.
 //!
-//! Shared domain modules: [`root`] (one host root for every path), [`apmask`] (masks and
-//! APQNs), [`sysfs`] (attribute and atomic file I/O), [`lock`] (the s390-tools AP configuration
+//! [`vfio_ap`] owns the rules all of them apply (hwtype, who holds an APQN, the masks, the
+//! conflict sentences). Shared domain modules: [`root`] (one host root for every path),
+//! [`apmask`] (masks and APQNs), [`sysfs`] (attribute and atomic file I/O), [`lock`] (the s390-tools AP configuration
 //! lock), [`mdev`] (mdevctl device JSON, active and defined vfio_ap mdevs), [`chzdev`]
 //! (chzdev's `apmask=`/`aqmask=` syntax), [`udev_rule`] (the persistent masks in chzdev's
 //! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN), [`dirscan`] (one
@@ -17,6 +19,7 @@
 pub mod ap;
 pub mod apmask;
 pub mod autostart_index;
+pub mod bindings;
 pub mod callout;
 pub mod chzdev;
 pub mod cli;
@@ -24,8 +27,10 @@ pub mod dirscan;
 pub mod hook;
 pub mod inventory;
 pub mod lock;
+pub mod masks;
 pub mod mdev;
 pub mod passthrough;
 pub mod root;
 pub mod sysfs;
 pub mod udev_rule;
+pub mod vfio_ap;

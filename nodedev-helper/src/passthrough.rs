@@ -23,12 +23,13 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::ap::{self, MaskState, Request};
 use crate::apmask::{Apqn, Mask};
 use crate::chzdev::{MaskSpec, Term};
 use crate::inventory::{self, VFIO_AP_TYPE};
+use crate::masks::{self, MaskState, Request};
 use crate::root::Root;
 use crate::udev_rule;
+use crate::vfio_ap::{self, Conflict};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -177,16 +178,16 @@ impl Ctx<'_> {
 /// Puts the active masks and the rule back as they were (under the lock).
 fn restore_masks(root: &Root, old: &MaskState) -> anyhow::Result<()> {
     let _g = crate::lock::Guard::take(&root.ap_lock(), crate::lock::DEFAULT_WAIT)?;
-    let now = ap::read_state(root)?;
-    let plan = ap::Plan {
-        active: Some(ap::Change {
+    let now = masks::read_state(root)?;
+    let plan = masks::Plan {
+        active: Some(masks::Change {
             before: now.active,
             after: old.active,
         }),
         persistent: Some((now.persistent, old.persistent)),
-        ..ap::Plan::default()
+        ..masks::Plan::default()
     };
-    ap::execute(root, &plan)?;
+    masks::execute(root, &plan)?;
     Ok(())
 }
 
@@ -233,6 +234,14 @@ pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// Conflicts, one per line.
+fn lines(c: &[Conflict]) -> String {
+    c.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn step(n: usize, msg: impl AsRef<str>) {
@@ -290,11 +299,9 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
         let Some(card) = cards.iter().find(|c| c.adapter == a) else {
             bail!("adapter {a} (card{a:02x}) does not exist on the AP bus");
         };
-        if card.hwtype < 10 {
-            bail!(
-                "adapter {a} (card{a:02x}) has hwtype {}: vfio_ap supports only CEX4 (hwtype 10) and newer",
-                card.hwtype
-            );
+        if !vfio_ap::supports_hwtype(card.hwtype) {
+            let hwtype = card.hwtype;
+            bail!("{}", Conflict::UnsupportedCard { adapter: a, hwtype });
         }
         for d in domains.iter() {
             if !card.queues.iter().any(|(qd, _)| *qd == d) {
@@ -309,7 +316,7 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     let active = inventory::active_mdevs(root)?;
     let (defined, bad) = inventory::defined_mdevs(root)?;
     for w in &bad {
-        eprintln!("Warning: {w}");
+        eprintln!("{}", vfio_ap::warning(w));
     }
     if active.iter().any(|m| m.uuid == uuid) || defined.iter().any(|m| m.uuid == uuid) {
         bail!("mdev {uuid} already exists");
@@ -318,18 +325,23 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     for q in &apqns {
         for m in &active {
             if m.apqns.contains(q) {
-                problems.push(format!("APQN {q} already in use by {}", m.uuid));
+                let by = m.uuid.clone();
+                problems.push(Conflict::InUse { apqn: *q, by }.to_string());
             }
         }
         for d in &defined {
             if d.apqns().contains(q) {
                 if autostart && d.autostart {
-                    problems.push(format!("APQN {q} is defined for autostart by {}", d.uuid));
+                    let by = d.uuid.clone();
+                    problems.push(Conflict::DefinedForAutostart { apqn: *q, by }.to_string());
                 } else {
                     eprintln!(
-                        "Warning: APQN {q} is also defined for {} mdev {}: only one of them can be active",
-                        if d.autostart { "autostart" } else { "manual" },
-                        d.uuid
+                        "{}",
+                        vfio_ap::warning(format_args!(
+                            "APQN {q} is also defined for {} mdev {}: only one of them can be active",
+                            if d.autostart { "autostart" } else { "manual" },
+                            d.uuid
+                        ))
                     );
                 }
             }
@@ -353,12 +365,10 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     );
 
     // ---- 2. masks
-    let state = ap::read_state(root)?;
-    let eff = udev_rule::effective(root)?;
-    let host_active = apqns
-        .iter()
-        .any(|q| q.host_owned(&state.active.0, &state.active.1));
-    let host_persistent = apqns.iter().any(|q| q.host_owned(&eff.apmask, &eff.aqmask))
+    let state = masks::read_state(root)?;
+    let eff = vfio_ap::persistent_masks(root)?;
+    let host_active = apqns.iter().any(|q| state.active.keep(*q));
+    let host_persistent = apqns.iter().any(|q| eff.masks.keep(*q))
         || state.persistent.apmask.is_none()
         || state.persistent.aqmask.is_none();
     let clear = |m: &Mask| {
@@ -413,12 +423,12 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     if host_active || host_persistent {
         let _g = crate::lock::Guard::take(&root.ap_lock(), crate::lock::DEFAULT_WAIT)?;
         // re-read under the lock: chzdev may have changed something meanwhile
-        let state = ap::read_state(root)?;
-        let plan = ap::plan(&req, &state, &inventory::active_mdevs(root)?, &defined);
+        let state = masks::read_state(root)?;
+        let plan = masks::plan(&req, &state, &inventory::active_mdevs(root)?, &defined);
         if !plan.conflicts.is_empty() {
-            bail!("{}", plan.conflicts.join("\n"));
+            bail!("{}", lines(&plan.conflicts));
         }
-        ap::execute(root, &plan)?;
+        masks::execute(root, &plan)?;
         done.push(Done::Masks { state });
         step(
             2,
@@ -636,7 +646,7 @@ fn remove(ctx: &Ctx, uuid: &str, guest: Option<&str>, dry_run: bool) -> anyhow::
         return Ok(0);
     }
     let _g = crate::lock::Guard::take(&root.ap_lock(), crate::lock::DEFAULT_WAIT)?;
-    let state = ap::read_state(root)?;
+    let state = masks::read_state(root)?;
     let req = Request {
         apmask: (!back_a.is_empty()).then(|| plus(&back_a)),
         aqmask: (!back_d.is_empty()).then(|| plus(&back_d)),
@@ -644,7 +654,7 @@ fn remove(ctx: &Ctx, uuid: &str, guest: Option<&str>, dry_run: bool) -> anyhow::
         persistent: state.persistent != udev_rule::PersistentMasks::default(),
         ..Request::default()
     };
-    let plan = ap::plan(
+    let plan = masks::plan(
         &req,
         &state,
         &inventory::active_mdevs(root)?,
@@ -653,10 +663,10 @@ fn remove(ctx: &Ctx, uuid: &str, guest: Option<&str>, dry_run: bool) -> anyhow::
     if !plan.conflicts.is_empty() {
         bail!(
             "cannot give the APQNs back to the host:\n{}",
-            plan.conflicts.join("\n")
+            lines(&plan.conflicts)
         );
     }
-    ap::execute(root, &plan)?;
+    masks::execute(root, &plan)?;
     step(n, format!("host took back {desc}"));
     Ok(0)
 }

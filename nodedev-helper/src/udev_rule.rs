@@ -171,63 +171,6 @@ pub fn write(root: &Root, m: &PersistentMasks) -> Result<(), RuleError> {
     Ok(())
 }
 
-/// Where a mask used for persistent checks came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
-    /// An `ATTR` line of the udev rule.
-    Rule,
-    /// No rule line: the active mask, which is what ap-check falls back to.
-    Active,
-}
-
-/// The masks the host will have after a reboot: the rule's, or the active ones for a mask
-/// the rule does not set (ap-check's fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EffectiveMasks {
-    pub apmask: Mask,
-    pub aqmask: Mask,
-    pub apmask_source: Source,
-    pub aqmask_source: Source,
-}
-
-/// Reads the rule and, for a mask it does not set, `sys/bus/ap/{apmask,aqmask}`.
-pub fn effective(root: &Root) -> Result<EffectiveMasks, EffectiveError> {
-    let rule = read(root)?.unwrap_or_default();
-    let active = |name: &str| -> Result<Mask, EffectiveError> {
-        let path = root.ap_bus().join(name);
-        let text = sysfs::read(&path)?;
-        Mask::parse_sysfs(&text).map_err(|e| EffectiveError::Active { path, source: e })
-    };
-    let (apmask, apmask_source) = match rule.apmask {
-        Some(m) => (m, Source::Rule),
-        None => (active("apmask")?, Source::Active),
-    };
-    let (aqmask, aqmask_source) = match rule.aqmask {
-        Some(m) => (m, Source::Rule),
-        None => (active("aqmask")?, Source::Active),
-    };
-    Ok(EffectiveMasks {
-        apmask,
-        aqmask,
-        apmask_source,
-        aqmask_source,
-    })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EffectiveError {
-    #[error(transparent)]
-    Rule(#[from] RuleError),
-    #[error(transparent)]
-    File(#[from] sysfs::FileError),
-    #[error("{}: {source}", path.display())]
-    Active {
-        path: PathBuf,
-        source: crate::apmask::MaskError,
-    },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,31 +275,5 @@ mod tests {
         write(&root, &PersistentMasks::default()).unwrap();
         assert!(!root.ap_udev_rule().exists());
         write(&root, &PersistentMasks::default()).unwrap();
-    }
-
-    #[test]
-    fn effective_falls_back_to_active() {
-        let d = tempfile::tempdir().unwrap();
-        let root = Root::new(d.path());
-        std::fs::create_dir_all(root.ap_bus()).unwrap();
-        std::fs::write(root.ap_bus().join("apmask"), format!("{}\n", Mask::FULL)).unwrap();
-        std::fs::write(
-            root.ap_bus().join("aqmask"),
-            format!("{}\n", full_without(43)),
-        )
-        .unwrap();
-        write(
-            &root,
-            &PersistentMasks {
-                apmask: Some(full_without(2)),
-                aqmask: None,
-            },
-        )
-        .unwrap();
-        let e = effective(&root).unwrap();
-        assert_eq!(e.apmask, full_without(2));
-        assert_eq!(e.apmask_source, Source::Rule);
-        assert_eq!(e.aqmask, full_without(43));
-        assert_eq!(e.aqmask_source, Source::Active);
     }
 }

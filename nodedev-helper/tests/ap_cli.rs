@@ -122,7 +122,7 @@ fn conflicting_change_is_refused_and_nothing_changes() {
     );
     assert!(
         err.contains(&format!(
-            "Warning: persistent apmask conflicts with defined manual mdev {U2} APQN 2.44"
+            "warning: persistent apmask conflicts with defined manual mdev {U2} APQN 2.44"
         )),
         "{err}"
     );

@@ -378,19 +378,29 @@ fn pre_start_checks_the_active_host() {
 fn pre_define_warns_about_active_devices_and_old_cards() {
     let h = Host::new();
     h.active(U3, &[(2, 43)], &[]);
-    let o = callout(
-        &h,
-        "pre",
-        "define",
-        U1,
-        Some(&manual(&[
-            ("assign_adapter", "2"),
-            ("assign_adapter", "5"),
-            ("assign_domain", "43"),
-        ])),
-    );
+    // vfio_ap's word on the queue: assigned to some mdev
+    h.write("sys/bus/ap/devices/02.002b/status", "assigned\n");
+    let dev = manual(&[
+        ("assign_adapter", "2"),
+        ("assign_adapter", "5"),
+        ("assign_domain", "43"),
+    ]);
+    let o = callout(&h, "pre", "define", U1, Some(&dev));
     assert_eq!(code(&o), 0, "{o:?}");
     golden("define-warnings.txt", &text(&o.stderr));
+    // Define reads no mdev's matrix unless a queue says it is taken (ap-check reads none):
+    // with the queue unassigned, the active device's matrix is not consulted.
+    h.write("sys/bus/ap/devices/02.002b/status", "unassigned\n");
+    let o = callout(&h, "pre", "define", U1, Some(&dev));
+    assert_eq!(code(&o), 0, "{o:?}");
+    assert!(!text(&o.stderr).contains("in use by active mdev"), "{o:?}");
+    // pre start still reads the matrices when the queue proves nothing
+    fs::remove_file(h.path("sys/bus/ap/devices/02.002b/status")).unwrap();
+    let o = callout(&h, "pre", "start", U1, Some(&dev));
+    assert!(
+        text(&o.stderr).contains(&format!("APQN 2.43 already in use by {U3}")),
+        "{o:?}"
+    );
 }
 
 #[test]

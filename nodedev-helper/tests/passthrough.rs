@@ -52,7 +52,7 @@ fn refusals_change_nothing() {
     for (args, msg) in [
         (
             vec!["5.43"],
-            "adapter 5 (card05) has hwtype 9: vfio_ap supports only CEX4 (hwtype 10) and newer",
+            "adapter 5 (card05) has hwtype 9: vfio_ap supports only CEX4 and newer (hwtype 10 and up)",
         ),
         (
             vec!["2.43", "5.44"],

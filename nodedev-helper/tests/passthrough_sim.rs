@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ap_sim::{Driver, HostConfig, Mounted};
-use nodedev_helper::ap::{self, Request};
 use nodedev_helper::apmask::Mask;
 use nodedev_helper::chzdev;
+use nodedev_helper::masks::{self, Request};
 use nodedev_helper::root::Root;
 
 const NEW: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
@@ -156,7 +156,7 @@ fn kernel_ebusy_is_reported_rolled_back_and_the_rule_left_alone() {
     fs::write(dir.path().join("sys/bus/ap/apmask"), "-2").unwrap();
 
     // plan `apmask=+2 aqmask=-44` while nothing holds 2.43: no conflict...
-    let state = ap::read_state(&root).unwrap();
+    let state = masks::read_state(&root).unwrap();
     let req = Request {
         apmask: Some(chzdev::parse("+2").unwrap()),
         aqmask: Some(chzdev::parse("-44").unwrap()),
@@ -164,7 +164,7 @@ fn kernel_ebusy_is_reported_rolled_back_and_the_rule_left_alone() {
         persistent: true,
         ..Request::default()
     };
-    let plan = ap::plan(&req, &state, &[], &[]);
+    let plan = masks::plan(&req, &state, &[], &[]);
     assert!(plan.conflicts.is_empty());
     // ...then something that ignores the lock assigns 2.43 to an mdev before we write
     let t = "sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create";
@@ -174,7 +174,7 @@ fn kernel_ebusy_is_reported_rolled_back_and_the_rule_left_alone() {
     fs::write(dev.join("assign_domain"), "43").unwrap();
     let before = (sim.apmask(), sim.aqmask());
 
-    let e = ap::execute(&root, &plan).unwrap_err();
+    let e = masks::execute(&root, &plan).unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{msg}");
     assert!(
@@ -190,6 +190,7 @@ fn kernel_ebusy_is_reported_rolled_back_and_the_rule_left_alone() {
     assert!(!dir.path().join("etc/udev/rules.d/41-ap.rules").exists());
     let mut ap = Mask::FULL;
     ap.clear(2);
-    assert_eq!(ap::read_state(&root).unwrap().active, (ap, Mask::FULL));
+    let active = masks::read_state(&root).unwrap().active;
+    assert_eq!((active.apmask, active.aqmask), (ap, Mask::FULL));
     drop(m);
 }
