@@ -63,6 +63,7 @@ enum Handle {
 /// The FUSE side of a [`Sim`].
 pub struct SysFs {
     sim: Arc<Sim>,
+    udev_events: bool,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
@@ -134,10 +135,16 @@ fn err(e: &io::Error) -> Errno {
 impl SysFs {
     /// Serve `sim`.
     pub fn new(sim: Arc<Sim>) -> SysFs {
+        SysFs::with_options(sim, MountOptions::default())
+    }
+
+    /// Serve `sim` with `opts`.
+    pub fn with_options(sim: Arc<Sim>, opts: MountOptions) -> SysFs {
         let mut inodes = Inodes::default();
         inodes.ino("");
         SysFs {
             sim,
+            udev_events: opts.udev_events,
             inodes: Mutex::new(inodes),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -285,7 +292,7 @@ impl Filesystem for SysFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _offset: u64,
@@ -300,7 +307,23 @@ impl Filesystem for SysFs {
             _ => return reply.error(Errno::EBADF),
         };
         // sysfs ignores the file position: every write(2) is one store of its bytes
-        match self.sim.lock().store(&id, data) {
+        let (result, events) = {
+            let mut st = self.sim.lock();
+            let r = st.store(&id, data);
+            (r, st.take_uevents())
+        };
+        // the events reach the caller's namespace before its write(2) returns, as udev's
+        // would reach a listener long before the listener's next step
+        if self.udev_events && !events.is_empty() {
+            if let Err(e) = crate::netlink::send_in_netns_of(req.pid(), &events) {
+                eprintln!(
+                    "ap-sim: cannot send {} udev event(s) to the namespace of pid {}: {e}",
+                    events.len(),
+                    req.pid()
+                );
+            }
+        }
+        match result {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(err(&e)),
         }
@@ -451,6 +474,15 @@ pub fn config() -> fuser::Config {
     c
 }
 
+/// What a mount serves beyond the sysfs tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Send udev's netlink events (group 2, libudev's format) for every device event a
+    /// write causes, in the writer's network namespace, before the write returns. Off by
+    /// default: listeners in the namespace (a udev monitor, libvirtd) would see them.
+    pub udev_events: bool,
+}
+
 /// Why a mount failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -499,6 +531,15 @@ impl Mounted {
 
     /// Mount an existing (shared) simulator on `root/sys`.
     pub fn with_sim(sim: Arc<Sim>, root: &Path) -> Result<Mounted, MountError> {
+        Mounted::with_options(sim, root, MountOptions::default())
+    }
+
+    /// Mount an existing (shared) simulator on `root/sys` with `opts` (udev events).
+    pub fn with_options(
+        sim: Arc<Sim>,
+        root: &Path,
+        opts: MountOptions,
+    ) -> Result<Mounted, MountError> {
         let sys = root.join("sys");
         std::fs::create_dir_all(&sys).map_err(|source| MountError::MountPoint {
             path: sys.clone(),
@@ -508,8 +549,8 @@ impl Mounted {
             path: sys.clone(),
             source,
         };
-        let session =
-            fuser::spawn_mount(SysFs::new(sim.clone()), &sys, &config()).map_err(mount_err)?;
+        let session = fuser::spawn_mount(SysFs::with_options(sim.clone(), opts), &sys, &config())
+            .map_err(mount_err)?;
         let mut m = Mounted {
             sim,
             sys: sys.clone(),

@@ -2,14 +2,18 @@
 //! cards, queues and their driver binding, the `matrix` mdev parent, mdevs and their
 //! attributes), usable in-process ([`Sim`]) and mounted as a real filesystem over FUSE
 //! ([`mount`]) so that unmodified programs — mdevctl, shell `echo -2 > apmask`, our binaries —
-//! see a live sysfs. See README.md for the layout and the kernel behaviours it pins.
+//! see a live sysfs, optionally with udev's netlink events ([`uevent`], [`netlink`]). See
+//! README.md for the layout and the kernel behaviours it pins.
 
 pub mod fuse;
 pub mod mask;
 pub mod model;
+pub mod netlink;
+pub mod uevent;
 
-pub use fuse::{MountError, Mounted};
+pub use fuse::{MountError, MountOptions, Mounted};
 pub use mask::{Mask, kstrtoul};
 pub use model::{
     CardConfig, ConfigError, DirEntry, Driver, HostConfig, Kind, MDEV_TYPE, MdevState, Sim, Stat,
 };
+pub use uevent::Uevent;

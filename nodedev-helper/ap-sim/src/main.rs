@@ -42,6 +42,12 @@ enum Cmd {
         /// Write our PID to FILE once the mount is live (tests wait for this file).
         #[arg(long, value_name = "FILE")]
         ready_file: Option<PathBuf>,
+        /// Send udev's netlink events (group 2, libudev's format) for the device events a
+        /// write causes (mdev add/bind/unbind/remove, queue rebinds, `uevent` writes), in the
+        /// writer's network namespace, before the write returns. For udev listeners such as
+        /// libvirt's node device driver.
+        #[arg(long)]
+        udev_events: bool,
     },
     /// Print the example host configuration (JSON) to adapt for --config.
     ExampleConfig,
@@ -69,7 +75,8 @@ fn run() -> Result<()> {
             dir,
             config,
             ready_file,
-        } => mount(dir, config, ready_file),
+            udev_events,
+        } => mount(dir, config, ready_file, udev_events),
     }
 }
 
@@ -101,13 +108,19 @@ fn stop_signals() -> libc::sigset_t {
     }
 }
 
-fn mount(dir: PathBuf, config: Option<PathBuf>, ready_file: Option<PathBuf>) -> Result<()> {
+fn mount(
+    dir: PathBuf,
+    config: Option<PathBuf>,
+    ready_file: Option<PathBuf>,
+    udev_events: bool,
+) -> Result<()> {
     let sim = Arc::new(load(config)?);
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
     let set = stop_signals();
-    let mounted = ap_sim::Mounted::with_sim(sim, &dir)?;
+    let opts = ap_sim::MountOptions { udev_events };
+    let mounted = ap_sim::Mounted::with_options(sim, &dir, opts)?;
     eprintln!("ap-sim: serving {}", mounted.sys().display());
     if let Some(f) = &ready_file {
         let r = std::fs::write(f, format!("{}\n", std::process::id()))

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{self, Mask, kstrtoul};
+use crate::uevent::Uevent;
 
 /// Name of the one mdev type vfio_ap offers.
 pub const MDEV_TYPE: &str = "vfio_ap-passthrough";
@@ -206,7 +207,17 @@ pub(crate) struct State {
     aqm: Mask,
     vfio_loaded: bool,
     mdevs: BTreeMap<String, MdevState>,
+    /// The IOMMU group of each mdev (`kernel/iommu_groups/N`), allocated at create like the
+    /// kernel's ida: the lowest free number.
+    groups: BTreeMap<String, u32>,
+    /// The kernel's uevent sequence number of the last event.
+    seqnum: u64,
+    /// Events of stores not yet taken by [`State::take_uevents`].
+    pending: Vec<Uevent>,
 }
+
+/// The variables of a `uevent` file.
+type Env = Vec<(String, String)>;
 
 /// What a directory entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +289,8 @@ pub(crate) enum FileId {
     TypeDeviceApi,
     TypeName,
     Mdev(String, MdevAttr),
+    /// The `uevent` attribute of the device at this path (symlink-free, below /sys).
+    Uevent(String),
 }
 
 const R: u16 = 0o444;
@@ -356,6 +369,9 @@ impl State {
             aqm: mask("aqmask", &cfg.aqmask)?,
             vfio_loaded: cfg.vfio_ap_loaded,
             mdevs: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            seqnum: 0,
+            pending: Vec::new(),
         })
     }
 
@@ -413,6 +429,93 @@ impl State {
             .find(|(_, m)| m.apm.get(a.into()) && m.aqm.get(d.into()))
     }
 
+    /// The mdev in IOMMU group `g` (a decimal name as the directory shows it).
+    fn group_member(&self, g: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|(_, n)| n.to_string() == g)
+            .map(|(u, _)| u.as_str())
+    }
+
+    /// The lowest IOMMU group number not in use (the kernel allocates them with an ida).
+    fn free_group(&self) -> u32 {
+        let used: BTreeSet<u32> = self.groups.values().copied().collect();
+        (0..).find(|n| !used.contains(n)).unwrap_or(0)
+    }
+
+    /// The subsystem and the variables of the `uevent` file of the device at `devpath`
+    /// (below /sys, no leading `/`), as the kernel's `dev_uevent` and the bus's `uevent`
+    /// callback fill them: DEVTYPE, DRIVER (when bound and `driver` is set), then the bus's
+    /// own (`ap_uevent`: DEV_TYPE and MODALIAS of cards; `mdev_uevent`: MDEV_TYPE). Root
+    /// devices (`devices/ap`, `devices/vfio_ap`) have no subsystem and no variables. None
+    /// when there is no such device.
+    fn device_env(&self, devpath: &str, driver: bool) -> Option<(Option<&'static str>, Env)> {
+        let c: Vec<&str> = devpath.split('/').collect();
+        let mut env: Env = Vec::new();
+        let mut put = |k: &str, v: String| env.push((k.to_string(), v));
+        let subsystem = match c.as_slice() {
+            ["devices", "ap"] => None,
+            ["devices", "vfio_ap"] if self.vfio_loaded => None,
+            ["devices", "vfio_ap", "matrix"] if self.vfio_loaded => {
+                if driver {
+                    put("DRIVER", "vfio_ap".into());
+                }
+                Some("matrix")
+            }
+            ["devices", "vfio_ap", "matrix", u] if self.mdevs.contains_key(*u) => {
+                if driver {
+                    put("DRIVER", "vfio_ap_mdev".into());
+                }
+                put("MDEV_TYPE", MDEV_TYPE.into());
+                Some("mdev")
+            }
+            ["devices", "ap", cn] => {
+                let (_, card) = self.cards.iter().find(|(a, _)| card_name(**a) == *cn)?;
+                put("DEVTYPE", "ap_card".into());
+                if driver {
+                    put("DRIVER", "cex4card".into());
+                }
+                put("DEV_TYPE", format!("{:04X}", card.hwtype));
+                put("MODALIAS", format!("ap:t{:02X}", card.hwtype));
+                Some("ap")
+            }
+            ["devices", "ap", cn, qn] => {
+                let (a, d) = self
+                    .queues()
+                    .find(|&(a, d)| card_name(a) == *cn && queue_name(a, d) == *qn)?;
+                put("DEVTYPE", "ap_queue".into());
+                match self.queue_driver(a, d) {
+                    Some(Driver::Host) if driver => put("DRIVER", "cex4queue".into()),
+                    Some(Driver::VfioAp) if driver => put("DRIVER", "vfio_ap".into()),
+                    _ => {}
+                }
+                Some("ap")
+            }
+            _ => return None,
+        };
+        Some((subsystem, env))
+    }
+
+    /// Record the event `action` of the device at `devpath`; root devices send none (the
+    /// kernel's `dev_uevent_filter` drops devices without a bus or class).
+    fn emit(&mut self, action: &str, devpath: &str, driver: bool) {
+        if let Some((Some(subsystem), env)) = self.device_env(devpath, driver) {
+            self.seqnum += 1;
+            self.pending.push(Uevent {
+                action: action.to_string(),
+                devpath: format!("/{devpath}"),
+                subsystem: subsystem.to_string(),
+                env,
+                seqnum: self.seqnum,
+            });
+        }
+    }
+
+    /// The events of the last stores, oldest first, and forget them.
+    pub(crate) fn take_uevents(&mut self) -> Vec<Uevent> {
+        std::mem::take(&mut self.pending)
+    }
+
     fn queue_status(&self, a: u8, d: u8) -> &'static str {
         match self.queue_owner(a, d) {
             None => "unassigned",
@@ -434,8 +537,37 @@ impl State {
         let file = |n: &str, f: FileId, mode: u16| (n.to_string(), Ent::File(f, mode));
         let link = |n: &str, t: String| (n.to_string(), Ent::Link(t));
         let v = match comps {
-            [] => vec![dir("bus"), dir("class"), dir("devices")],
-            ["bus"] => vec![dir("ap"), dir("mdev")],
+            [] => vec![dir("bus"), dir("class"), dir("devices"), dir("kernel")],
+            ["bus"] => {
+                let mut v = vec![dir("ap")];
+                if self.vfio_loaded {
+                    v.push(dir("matrix"));
+                }
+                v.push(dir("mdev"));
+                v
+            }
+            // vfio_ap registers its own bus "matrix" with the one device "matrix" bound to
+            // the driver "vfio_ap" (vfio_ap_drv.c); libvirt types the device by this bus
+            ["bus", "matrix"] if self.vfio_loaded => vec![dir("devices"), dir("drivers")],
+            ["bus", "matrix", "devices"] if self.vfio_loaded => {
+                vec![link("matrix", "../../../devices/vfio_ap/matrix".into())]
+            }
+            ["bus", "matrix", "drivers"] if self.vfio_loaded => vec![dir("vfio_ap")],
+            ["bus", "matrix", "drivers", "vfio_ap"] if self.vfio_loaded => {
+                vec![link("matrix", "../../../../devices/vfio_ap/matrix".into())]
+            }
+            ["kernel"] => vec![dir("iommu_groups")],
+            ["kernel", "iommu_groups"] => {
+                self.groups.values().map(|g| dir(&g.to_string())).collect()
+            }
+            ["kernel", "iommu_groups", g] => {
+                self.group_member(g)?;
+                vec![dir("devices")]
+            }
+            ["kernel", "iommu_groups", g, "devices"] => {
+                let u = self.group_member(g)?;
+                vec![link(u, format!("../../../../devices/vfio_ap/matrix/{u}"))]
+            }
             ["bus", "ap"] => vec![
                 file("ap_max_adapter_id", FileId::MaxAdapter, R),
                 file("ap_max_domain_id", FileId::MaxDomain, R),
@@ -490,7 +622,19 @@ impl State {
                 }
                 v
             }
-            ["bus", "mdev"] => vec![dir("devices")],
+            ["bus", "mdev"] => vec![dir("devices"), dir("drivers")],
+            ["bus", "mdev", "drivers"] => {
+                if self.vfio_loaded {
+                    vec![dir("vfio_ap_mdev")]
+                } else {
+                    Vec::new()
+                }
+            }
+            ["bus", "mdev", "drivers", "vfio_ap_mdev"] if self.vfio_loaded => self
+                .mdevs
+                .keys()
+                .map(|u| link(u, format!("../../../../devices/vfio_ap/matrix/{u}")))
+                .collect(),
             ["bus", "mdev", "devices"] => self
                 .mdevs
                 .keys()
@@ -511,13 +655,19 @@ impl State {
                 }
                 v
             }
-            ["devices", "ap"] => self.cards.keys().map(|&a| dir(&card_name(a))).collect(),
+            ["devices", "ap"] => {
+                let mut v: Vec<_> = self.cards.keys().map(|&a| dir(&card_name(a))).collect();
+                v.push(file("uevent", FileId::Uevent("devices/ap".into()), RW));
+                v
+            }
             ["devices", "ap", cn] => {
                 let (&a, c) = self.cards.iter().find(|(a, _)| card_name(**a) == *cn)?;
                 let mut v = vec![
                     link("driver", "../../../bus/ap/drivers/cex4card".to_string()),
                     file("hwtype", FileId::CardHwtype(a), R),
                     file("online", FileId::CardOnline(a), R),
+                    link("subsystem", "../../../bus/ap".to_string()),
+                    file("uevent", FileId::Uevent(format!("devices/ap/{cn}")), RW),
                 ];
                 for &d in &c.domains {
                     v.push(dir(&queue_name(a, d)));
@@ -528,7 +678,7 @@ impl State {
                 let (a, d) = self
                     .queues()
                     .find(|&(a, d)| card_name(a) == *cn && queue_name(a, d) == *qn)?;
-                match self.queue_driver(a, d) {
+                let mut v = match self.queue_driver(a, d) {
                     Some(Driver::Host) => vec![
                         link("driver", "../../../../bus/ap/drivers/cex4queue".into()),
                         file("online", FileId::QueueOnline(a, d), R),
@@ -538,11 +688,30 @@ impl State {
                         file("status", FileId::QueueStatus(a, d), R),
                     ],
                     None => Vec::new(),
-                }
+                };
+                v.push(link("subsystem", "../../../../bus/ap".into()));
+                v.push(file(
+                    "uevent",
+                    FileId::Uevent(format!("devices/ap/{cn}/{qn}")),
+                    RW,
+                ));
+                v
             }
-            ["devices", "vfio_ap"] if self.vfio_loaded => vec![dir("matrix")],
+            ["devices", "vfio_ap"] if self.vfio_loaded => vec![
+                dir("matrix"),
+                file("uevent", FileId::Uevent("devices/vfio_ap".into()), RW),
+            ],
             ["devices", "vfio_ap", "matrix"] if self.vfio_loaded => {
-                let mut v = vec![dir("mdev_supported_types")];
+                let mut v = vec![
+                    link("driver", "../../../bus/matrix/drivers/vfio_ap".into()),
+                    dir("mdev_supported_types"),
+                    link("subsystem", "../../../bus/matrix".into()),
+                    file(
+                        "uevent",
+                        FileId::Uevent("devices/vfio_ap/matrix".into()),
+                        RW,
+                    ),
+                ];
                 v.extend(self.mdevs.keys().map(|u| dir(u)));
                 v
             }
@@ -581,7 +750,12 @@ impl State {
                     m("assign_control_domain", MdevAttr::AssignControlDomain, W),
                     m("assign_domain", MdevAttr::AssignDomain, W),
                     m("control_domains", MdevAttr::ControlDomains, R),
+                    link("driver", "../../../../bus/mdev/drivers/vfio_ap_mdev".into()),
                     m("guest_matrix", MdevAttr::GuestMatrix, R),
+                    link(
+                        "iommu_group",
+                        format!("../../../../kernel/iommu_groups/{}", self.groups[*u]),
+                    ),
                     m("matrix", MdevAttr::Matrix, R),
                     link("mdev_type", format!("../mdev_supported_types/{MDEV_TYPE}")),
                     m("remove", MdevAttr::Remove, W),
@@ -593,6 +767,11 @@ impl State {
                         W,
                     ),
                     m("unassign_domain", MdevAttr::UnassignDomain, W),
+                    file(
+                        "uevent",
+                        FileId::Uevent(format!("devices/vfio_ap/matrix/{u}")),
+                        RW,
+                    ),
                 ]
             }
             _ => return None,
@@ -671,6 +850,12 @@ impl State {
             FileId::TypeDeviceApi => "vfio-ap\n".to_string(),
             FileId::TypeName => "VFIO AP Passthrough Device\n".to_string(),
             FileId::TypeCreate => return Err(errno(libc::EACCES)),
+            FileId::Uevent(devpath) => {
+                let (_, env) = self
+                    .device_env(devpath, true)
+                    .ok_or_else(|| errno(libc::ENODEV))?;
+                env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+            }
             FileId::Mdev(u, attr) => {
                 let m = self.mdevs.get(u).ok_or_else(|| errno(libc::ENODEV))?;
                 match attr {
@@ -758,6 +943,68 @@ impl State {
             return Ok(0);
         }
         match f {
+            FileId::Uevent(devpath) => {
+                // kobject_synth_uevent: an action, optionally followed by a UUID and
+                // variables (not modelled); anything else is EINVAL
+                let text = String::from_utf8_lossy(mask::c_str(data)).into_owned();
+                let action = text.split_whitespace().next().unwrap_or("");
+                if !crate::uevent::SYNTH_ACTIONS.contains(&action) {
+                    return Err(errno(libc::EINVAL));
+                }
+                if self.device_env(devpath, true).is_none() {
+                    return Err(errno(libc::ENODEV));
+                }
+                let devpath = devpath.clone();
+                self.emit(action, &devpath, true);
+                Ok(count)
+            }
+            FileId::Apmask | FileId::Aqmask => {
+                let before: Vec<((u8, u8), Option<Driver>)> = self
+                    .queues()
+                    .map(|(a, d)| ((a, d), self.queue_driver(a, d)))
+                    .collect();
+                let r = self.store_mask(f, data);
+                // the AP bus rebinds every queue whose owner changed: unbind, then bind
+                for ((a, d), old) in before {
+                    let new = self.queue_driver(a, d);
+                    if new == old {
+                        continue;
+                    }
+                    let path = format!("devices/ap/{}/{}", card_name(a), queue_name(a, d));
+                    if old.is_some() {
+                        self.emit("unbind", &path, false);
+                    }
+                    if new.is_some() {
+                        self.emit("bind", &path, true);
+                    }
+                }
+                r
+            }
+            FileId::TypeCreate => {
+                let u = parse_uuid(mask::c_str(data)).ok_or_else(|| errno(libc::EINVAL))?;
+                if self.mdevs.contains_key(&u) {
+                    return Err(errno(libc::EEXIST));
+                }
+                if self.mdevs.len() >= MAX_INSTANCES {
+                    return Err(errno(libc::EUSERS));
+                }
+                let group = self.free_group();
+                self.mdevs.insert(u.clone(), MdevState::default());
+                self.groups.insert(u.clone(), group);
+                // device_add sends "add" before the driver binds, then "bind"
+                let path = format!("devices/vfio_ap/matrix/{u}");
+                self.emit("add", &path, false);
+                self.emit("bind", &path, true);
+                Ok(count)
+            }
+            FileId::Mdev(u, attr) => self.store_mdev(u, *attr, data).map(|()| count),
+            _ => Err(errno(libc::EACCES)),
+        }
+    }
+
+    fn store_mask(&mut self, f: &FileId, data: &[u8]) -> io::Result<usize> {
+        let count = data.len();
+        match f {
             FileId::Apmask | FileId::Aqmask => {
                 let is_ap = *f == FileId::Apmask;
                 let old = if is_ap { self.apm } else { self.aqm };
@@ -780,18 +1027,6 @@ impl State {
                 }
                 Ok(count)
             }
-            FileId::TypeCreate => {
-                let u = parse_uuid(mask::c_str(data)).ok_or_else(|| errno(libc::EINVAL))?;
-                if self.mdevs.contains_key(&u) {
-                    return Err(errno(libc::EEXIST));
-                }
-                if self.mdevs.len() >= MAX_INSTANCES {
-                    return Err(errno(libc::EUSERS));
-                }
-                self.mdevs.insert(u, MdevState::default());
-                Ok(count)
-            }
-            FileId::Mdev(u, attr) => self.store_mdev(u, *attr, data).map(|()| count),
             _ => Err(errno(libc::EACCES)),
         }
     }
@@ -809,7 +1044,12 @@ impl State {
         match attr {
             MdevAttr::Remove => {
                 if num()? != 0 {
+                    // device_del: the driver unbinds ("unbind"), then "remove"
+                    let path = format!("devices/vfio_ap/matrix/{u}");
+                    self.emit("unbind", &path, false);
+                    self.emit("remove", &path, false);
                     self.mdevs.remove(u);
+                    self.groups.remove(u);
                 }
                 return Ok(());
             }
@@ -942,17 +1182,32 @@ impl Sim {
     /// count, or EINVAL, EBUSY, ENODEV, EADDRNOTAVAIL, EADDRINUSE, EEXIST, ERANGE...; EACCES for
     /// read-only files; ENOENT for paths that do not exist (sysfs has no file creation).
     pub fn write(&self, path: &str, data: &[u8]) -> io::Result<usize> {
+        self.write_with_uevents(path, data).0
+    }
+
+    /// [`Sim::write`], and the device events the store caused (what udev would broadcast:
+    /// `add`/`bind` of a created mdev, `unbind`/`remove` of a removed one, `unbind`/`bind`
+    /// of queues the masks rebound, the action written to a `uevent` file).
+    pub fn write_with_uevents(&self, path: &str, data: &[u8]) -> (io::Result<usize>, Vec<Uevent>) {
         let mut st = self.lock();
-        match st.resolve(path, true)? {
-            (_, Ent::File(f, mode)) => {
+        let r = match st.resolve(path, true) {
+            Err(e) => Err(e),
+            Ok((_, Ent::File(f, mode))) => {
                 if mode & 0o222 == 0 {
-                    return Err(errno(libc::EACCES));
+                    Err(errno(libc::EACCES))
+                } else {
+                    st.store(&f, data)
                 }
-                st.store(&f, data)
             }
-            (_, Ent::Dir) => Err(errno(libc::EISDIR)),
-            (_, Ent::Link(_)) => Err(errno(libc::ELOOP)),
-        }
+            Ok((_, Ent::Dir)) => Err(errno(libc::EISDIR)),
+            Ok((_, Ent::Link(_))) => Err(errno(libc::ELOOP)),
+        };
+        (r, st.take_uevents())
+    }
+
+    /// The IOMMU group number of an active mdev.
+    pub fn iommu_group(&self, uuid: &str) -> Option<u32> {
+        self.lock().groups.get(&uuid.to_ascii_lowercase()).copied()
     }
 
     /// List a directory (following symlinks to it), sorted by name.

@@ -434,3 +434,215 @@ mod props {
         }
     }
 }
+
+// ---- what udev and libvirt's node device driver read: uevent files, subsystem and driver
+// links, the matrix bus, IOMMU groups, and the events of each store ----
+
+fn uevent(s: &Sim, path: &str) -> String {
+    s.read_string(&format!("{path}/uevent")).unwrap()
+}
+
+#[test]
+fn matrix_device_is_on_the_matrix_bus_bound_to_vfio_ap() {
+    let s = sim();
+    let m = "/sys/devices/vfio_ap/matrix";
+    // no DEVTYPE line: libvirt types the device by its subsystem alone
+    assert_eq!(uevent(&s, m), "DRIVER=vfio_ap\n");
+    assert_eq!(
+        s.readlink(&format!("{m}/subsystem")).unwrap(),
+        "../../../bus/matrix"
+    );
+    assert_eq!(
+        s.canonicalize(&format!("{m}/driver")).unwrap(),
+        "bus/matrix/drivers/vfio_ap"
+    );
+    assert_eq!(
+        s.canonicalize("/sys/bus/matrix/devices/matrix").unwrap(),
+        "devices/vfio_ap/matrix"
+    );
+    assert_eq!(
+        s.canonicalize("/sys/bus/matrix/drivers/vfio_ap/matrix")
+            .unwrap(),
+        "devices/vfio_ap/matrix"
+    );
+    // root devices have a uevent file without variables
+    assert_eq!(uevent(&s, "/sys/devices/vfio_ap"), "");
+    assert_eq!(uevent(&s, "/sys/devices/ap"), "");
+}
+
+#[test]
+fn matrix_bus_exists_only_while_vfio_ap_is_loaded() {
+    let s = Sim::new(&HostConfig::example().vfio_ap(false)).unwrap();
+    assert!(!s.exists("/sys/bus/matrix"));
+    let names: Vec<String> = s
+        .readdir("/sys/bus")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["ap", "mdev"]);
+    assert!(s.readdir("/sys/bus/mdev/drivers").unwrap().is_empty());
+    s.set_vfio_ap_loaded(true).unwrap();
+    assert!(s.exists("/sys/bus/matrix/devices/matrix/mdev_supported_types"));
+}
+
+#[test]
+fn cards_and_queues_have_uevent_and_subsystem() {
+    let s = sim();
+    assert_eq!(
+        uevent(&s, "/sys/bus/ap/devices/card02"),
+        "DEVTYPE=ap_card\nDRIVER=cex4card\nDEV_TYPE=000D\nMODALIAS=ap:t0D\n"
+    );
+    assert_eq!(
+        s.canonicalize("/sys/devices/ap/card02/subsystem").unwrap(),
+        "bus/ap"
+    );
+    assert_eq!(
+        uevent(&s, "/sys/bus/ap/devices/02.002b"),
+        "DEVTYPE=ap_queue\nDRIVER=cex4queue\n"
+    );
+    assert_eq!(
+        s.canonicalize("/sys/devices/ap/card02/02.002b/subsystem")
+            .unwrap(),
+        "bus/ap"
+    );
+    w(&s, "/sys/bus/ap/apmask", "-2").unwrap();
+    assert_eq!(
+        uevent(&s, "/sys/bus/ap/devices/02.002b"),
+        "DEVTYPE=ap_queue\nDRIVER=vfio_ap\n"
+    );
+    // a CEX3C queue given away from the host binds to no driver: no DRIVER line
+    w(&s, "/sys/bus/ap/apmask", "-5").unwrap();
+    assert_eq!(
+        uevent(&s, "/sys/bus/ap/devices/05.002b"),
+        "DEVTYPE=ap_queue\n"
+    );
+    assert!(s.exists("/sys/devices/ap/card05/05.002b/subsystem"));
+}
+
+#[test]
+fn mdev_has_uevent_driver_and_an_iommu_group_of_its_own() {
+    let s = with_mdev();
+    let d = format!("/sys/devices/vfio_ap/matrix/{U1}");
+    assert_eq!(
+        uevent(&s, &d),
+        "DRIVER=vfio_ap_mdev\nMDEV_TYPE=vfio_ap-passthrough\n"
+    );
+    assert_eq!(
+        s.readlink(&format!("{d}/iommu_group")).unwrap(),
+        "../../../../kernel/iommu_groups/0"
+    );
+    assert_eq!(
+        s.canonicalize(&format!("{d}/driver")).unwrap(),
+        "bus/mdev/drivers/vfio_ap_mdev"
+    );
+    assert_eq!(
+        s.canonicalize(&format!("/sys/kernel/iommu_groups/0/devices/{U1}"))
+            .unwrap(),
+        format!("devices/vfio_ap/matrix/{U1}")
+    );
+    // the next device gets the next free number; a freed number is reused (ida)
+    w(&s, &format!("{TYPE}/create"), U2).unwrap();
+    assert_eq!(s.iommu_group(U2), Some(1));
+    w(&s, &mdev(&s, U1, "remove"), "1").unwrap();
+    assert!(!s.exists("/sys/kernel/iommu_groups/0"));
+    let groups: Vec<String> = s
+        .readdir("/sys/kernel/iommu_groups")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(groups, ["1"]);
+    w(&s, &format!("{TYPE}/create"), U1).unwrap();
+    assert_eq!(s.iommu_group(U1), Some(0));
+    assert_eq!(
+        s.readdir("/sys/bus/mdev/drivers/vfio_ap_mdev")
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+fn summary(evs: &[ap_sim::Uevent]) -> Vec<String> {
+    evs.iter()
+        .map(|e| {
+            let drv = e
+                .get("DRIVER")
+                .map(|d| format!(" DRIVER={d}"))
+                .unwrap_or_default();
+            format!("{} {} {}{drv}", e.action, e.subsystem, e.devpath)
+        })
+        .collect()
+}
+
+#[test]
+fn mdev_create_and_remove_send_add_bind_unbind_remove() {
+    let s = sim();
+    w(&s, "/sys/bus/ap/apmask", "-2-3").unwrap();
+    let (r, evs) = s.write_with_uevents(&format!("{TYPE}/create"), U1.as_bytes());
+    r.unwrap();
+    let dev = format!("/devices/vfio_ap/matrix/{U1}");
+    assert_eq!(
+        summary(&evs),
+        [
+            format!("add mdev {dev}"),
+            format!("bind mdev {dev} DRIVER=vfio_ap_mdev"),
+        ]
+    );
+    assert!(
+        evs.iter()
+            .all(|e| e.get("MDEV_TYPE") == Some("vfio_ap-passthrough"))
+    );
+    assert_eq!(evs[1].seqnum, evs[0].seqnum + 1);
+    let (r, evs) = s.write_with_uevents(&mdev(&s, U1, "remove"), b"1");
+    r.unwrap();
+    assert_eq!(
+        summary(&evs),
+        [format!("unbind mdev {dev}"), format!("remove mdev {dev}")]
+    );
+    // a refused store sends nothing
+    let (r, evs) = s.write_with_uevents(&format!("{TYPE}/create"), b"not-a-uuid");
+    assert!(r.is_err());
+    assert!(evs.is_empty());
+}
+
+#[test]
+fn mask_writes_rebind_queues_with_unbind_and_bind_events() {
+    let s = sim();
+    let (r, evs) = s.write_with_uevents("/sys/bus/ap/apmask", b"-2");
+    r.unwrap();
+    assert_eq!(
+        summary(&evs),
+        [
+            "unbind ap /devices/ap/card02/02.002b",
+            "bind ap /devices/ap/card02/02.002b DRIVER=vfio_ap",
+            "unbind ap /devices/ap/card02/02.002c",
+            "bind ap /devices/ap/card02/02.002c DRIVER=vfio_ap",
+        ]
+    );
+    assert!(evs.iter().all(|e| e.get("DEVTYPE") == Some("ap_queue")));
+    // nothing changes owner: no event
+    let (r, evs) = s.write_with_uevents("/sys/bus/ap/apmask", b"-2");
+    r.unwrap();
+    assert!(evs.is_empty());
+    // the CEX3C queue leaves the host driver and binds to none: unbind only
+    let (_, evs) = s.write_with_uevents("/sys/bus/ap/apmask", b"-5");
+    assert_eq!(summary(&evs), ["unbind ap /devices/ap/card05/05.002b"]);
+}
+
+#[test]
+fn writing_an_action_to_uevent_synthesizes_that_event() {
+    let s = sim();
+    let (r, evs) = s.write_with_uevents("/sys/devices/vfio_ap/matrix/uevent", b"change\n");
+    assert_eq!(r.unwrap(), 7);
+    assert_eq!(
+        summary(&evs),
+        ["change matrix /devices/vfio_ap/matrix DRIVER=vfio_ap"]
+    );
+    let (r, _) = s.write_with_uevents("/sys/devices/vfio_ap/matrix/uevent", b"explode");
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    // root devices accept the write but have no subsystem: no event
+    let (r, evs) = s.write_with_uevents("/sys/devices/ap/uevent", b"add");
+    r.unwrap();
+    assert!(evs.is_empty());
+}

@@ -364,3 +364,160 @@ fn binary_mounts_until_sigterm_and_unmounts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("configured twice"), "{err}");
 }
+
+/// A raw listener on udev's netlink group (2) in this thread's network namespace.
+fn raw_udev_listener() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket/bind/setsockopt on a new descriptor owned at once.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_KOBJECT_UEVENT,
+        );
+        assert!(
+            fd >= 0,
+            "netlink socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut a: libc::sockaddr_nl = std::mem::zeroed();
+        a.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        a.nl_groups = 2;
+        let rc = libc::bind(
+            fd,
+            (&raw const a).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    }
+}
+
+/// Every datagram waiting on a non-blocking socket, as `ACTION DEVPATH` from its properties.
+fn drain(fd: &std::os::fd::OwnedFd) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return out;
+        }
+        let msg = &buf[..n as usize];
+        assert_eq!(&msg[..8], b"libudev\0");
+        let props: Vec<String> = msg[40..]
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let get = |k: &str| {
+            props
+                .iter()
+                .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        out.push(format!("{} {}", get("ACTION"), get("DEVPATH")));
+    }
+}
+
+/// With udev events on, a write's events reach listeners in the writer's own network
+/// namespace before the write returns: a raw netlink socket sees each datagram, and a real
+/// libudev monitor filtering on subsystem "mdev" (libudev's in-kernel filter compares our
+/// subsystem hash) reads the devices with their properties. The writer runs in a fresh
+/// network namespace, so nothing reaches the host's listeners.
+#[test]
+#[ignore = "needs root and /dev/fuse: make check-apsim"]
+fn udev_events_reach_the_writers_namespace_before_the_write_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = std::sync::Arc::new(ap_sim::Sim::new(&HostConfig::example()).unwrap());
+    let opts = ap_sim::MountOptions { udev_events: true };
+    let m = Mounted::with_options(sim, dir.path(), opts).expect("mount (root, /dev/fuse)");
+    let root = dir.path().to_path_buf();
+    let t = std::thread::spawn(move || {
+        // SAFETY: unshare(CLONE_NEWNET) moves only this thread into a new namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let raw = raw_udev_listener();
+        let monitor = udev::MonitorBuilder::new()
+            .and_then(|b| b.match_subsystem("mdev"))
+            .and_then(|b| b.listen())
+            .expect("libudev monitor");
+        fs::write(root.join("sys/bus/ap/apmask"), "-2-3").unwrap();
+        fs::write(root.join(TYPE).join("create"), U1).unwrap();
+        let dev = format!("/devices/vfio_ap/matrix/{U1}");
+        // no waiting: everything must be queued by the time write(2) returned
+        let raw_seen = drain(&raw);
+        assert_eq!(raw_seen.len(), 8 + 2, "{raw_seen:?}");
+        assert_eq!(raw_seen[0], "unbind /devices/ap/card02/02.002b");
+        assert_eq!(raw_seen[8], format!("add {dev}"));
+        assert_eq!(raw_seen[9], format!("bind {dev}"));
+        let seen: Vec<(String, String, String, String)> = monitor
+            .iter()
+            .map(|e| {
+                let prop = |k: &str| {
+                    e.property_value(k)
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                (
+                    e.event_type().to_string(),
+                    e.syspath().display().to_string(),
+                    e.subsystem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    prop("MDEV_TYPE"),
+                )
+            })
+            .collect();
+        let syspath = format!("/sys{dev}");
+        let mdev_type = "vfio_ap-passthrough".to_string();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "add".into(),
+                    syspath.clone(),
+                    "mdev".into(),
+                    mdev_type.clone()
+                ),
+                (
+                    "bind".into(),
+                    syspath.clone(),
+                    "mdev".into(),
+                    mdev_type.clone()
+                ),
+            ],
+            "libudev's subsystem filter passed only the mdev events"
+        );
+        let w = fs::write(root.join(format!("sys{dev}/remove")), "1");
+        w.unwrap();
+        assert_eq!(
+            drain(&raw),
+            [format!("unbind {dev}"), format!("remove {dev}")]
+        );
+    });
+    let r = t.join();
+    drop(m);
+    r.expect("listener thread");
+}
+
+/// Off by default: a mount without the option sends nothing.
+#[test]
+#[ignore = "needs root and /dev/fuse: make check-apsim"]
+fn udev_events_are_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mounted::new(HostConfig::example(), dir.path()).expect("mount");
+    let root = dir.path().to_path_buf();
+    let t = std::thread::spawn(move || {
+        // SAFETY: as above, this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let raw = raw_udev_listener();
+        fs::write(root.join("sys/bus/ap/apmask"), "-2-3").unwrap();
+        fs::write(root.join(TYPE).join("create"), U1).unwrap();
+        assert_eq!(drain(&raw), Vec::<String>::new());
+    });
+    let r = t.join();
+    drop(m);
+    r.expect("listener thread");
+}
