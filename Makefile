@@ -1,12 +1,14 @@
 # virt-hostkit -- build, test, demo, benchmark, install.
 #
+#   make           build (debug, all targets); changes nothing outside the tree
 #   make demo      the main job: installs what it needs, builds, shows the product working
 #   make check     every test (installs what the tests need; CI runs exactly this)
-#   make bench     benchmarks, side by side with the tools we replace
-#   make install DESTDIR=... PREFIX=/usr
+#   make bench     benchmarks, side by side with the tools we replace (installs what they need)
+#   make install DESTDIR=... PREFIX=/usr   (installs our files only, never a package)
 #
 # Each part adds itself in mk/<part>.mk by appending to the lists below; this file only
-# orders them. Parts may use $(TARGET_DIR), $(CARGO), $(RELEASE_DIR) and $(DEBUG_DIR).
+# orders them. Parts may use $(TARGET_DIR), $(CARGO), $(RELEASE_DIR), $(DEBUG_DIR), $(DEPS_SH),
+# $(CARGO_TOOLS_SH), $(MDEVCTL_1_4) and the recipes ap_sim_guarded and fuzz_run defined here.
 SHELL       := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO       ?= cargo
@@ -25,6 +27,44 @@ LIBDIR      ?= $(shell if [ -d /usr/lib64 ] && [ ! -e /etc/debian_version ]; the
 MANDIR      ?= $(PREFIX)/share/man
 SYSCONFDIR  ?= /etc
 
+# Who installs packages: only `make deps`, `make check`, `make demo`, `make bench` and the
+# check-*/demo-*/bench-* steps they run (each installs what it needs, also when run alone).
+# Every other target (build, release, install, deb, rpm, build-s390x, rig-up) only checks:
+# deps.sh --check names what is missing and the command that installs it, and changes nothing.
+deps check check-% demo demo-% bench bench-%: export INSTALL_DEPS := yes
+DEPS_SH        = scripts/deps.sh $(if $(filter yes,$(INSTALL_DEPS)),,--check)
+CARGO_TOOLS_SH = scripts/cargo-tools.sh $(if $(filter yes,$(INSTALL_DEPS)),,--check)
+
+# mdevctl >= 1.3 (honours MDEVCTL_ENV_ROOT, v2 callouts) is not packaged for Debian 12: the
+# tests drive 1.4.0, built from crates.io into the target dir by `make mdevctl-1.4` (never into
+# PATH, where it would shadow Debian's 1.2.0); tests read its path from $MDEVCTL_1_4.
+MDEVCTL_1_4_ROOT := $(TARGET_DIR)/tools/mdevctl-1.4.0
+MDEVCTL_1_4      := $(MDEVCTL_1_4_ROOT)/bin/mdevctl
+
+# $(call ap_sim_guarded,STEP,COMMAND): COMMAND mounts the AP bus simulator over FUSE, which
+# needs root and /dev/fuse (a missing prerequisite fails the step, never skips it); afterwards
+# no ap-sim mount may be left behind.
+define ap_sim_guarded
+[ "$$(id -u)" = 0 ] || { echo "$(1): FAILED: needs root (FUSE mount of the AP simulator)" >&2; exit 1; }; \
+[ -c /dev/fuse ] || { echo "$(1): FAILED: /dev/fuse is missing" >&2; exit 1; }; \
+$(2); \
+if grep -q ' - fuse ap-sim ' /proc/self/mountinfo; then \
+  echo "$(1): FAILED: an ap-sim mount was left behind:" >&2; grep ' - fuse ap-sim ' /proc/self/mountinfo >&2; exit 1; fi
+endef
+
+# $(call fuzz_run,DIR,SECONDS): builds every fuzz target of DIR/fuzz (its own workspace; stable
+# toolchain, RUSTC_BOOTSTRAP=1 for the sanitizer flags), then runs each for SECONDS, starting
+# from the seed files in DIR/fuzz/seeds/<target>; the grown corpus stays in the target dir.
+define fuzz_run
+$(CARGO_TOOLS_SH) cargo-fuzz; \
+cd $(1)/fuzz; export RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz; cargo fuzz build; \
+for t in $$(cargo fuzz list); do \
+  mkdir -p $(TARGET_DIR)/fuzz/corpus/$$t; echo "fuzz: $(1) $$t for $(2) s"; \
+  cargo fuzz run $$t $(TARGET_DIR)/fuzz/corpus/$$t seeds/$$t -- -max_total_time=$(2) -print_final_stats=1 2>&1 \
+    | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY'; \
+done
+endef
+
 DEPS_GROUPS    := build
 CARGO_TOOLS    :=
 CHECK_TARGETS  :=
@@ -34,7 +74,7 @@ INSTALL_TARGETS :=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: all deps tools build release lint test check demo bench install help
+.PHONY: all deps tools build release lint test check demo bench install help mdevctl-1.4
 
 all: build
 
@@ -42,18 +82,20 @@ help:
 	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
-	@scripts/deps.sh $(sort $(DEPS_GROUPS))
+	@$(DEPS_SH) $(sort $(DEPS_GROUPS))
 
 tools:
-	@scripts/cargo-tools.sh $(sort $(CARGO_TOOLS))
+	@$(CARGO_TOOLS_SH) $(sort $(CARGO_TOOLS))
 
-build: deps
+build:
+	@$(DEPS_SH) build
 	$(CARGO) build --workspace --all-targets
 
-release: deps
+release:
+	@$(DEPS_SH) build
 	$(CARGO) build --workspace --release
 
-lint: deps
+lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -75,3 +117,14 @@ bench: deps release
 	@for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t; done
 
 install: release $(INSTALL_TARGETS)
+
+# Idempotent; a build into the target dir, not a package (RST2MAN=/bin/true: mdevctl's
+# build.rs wants rst2man for its man page, the binary does not).
+mdevctl-1.4:
+	@if [ -x $(MDEVCTL_1_4) ] && $(CARGO) install --list --root $(MDEVCTL_1_4_ROOT) | grep -q '^mdevctl v1.4.0:'; then \
+	  echo "mdevctl 1.4.0: $(MDEVCTL_1_4)"; \
+	else \
+	  echo "mdevctl-1.4: cargo install mdevctl 1.4.0 into $(MDEVCTL_1_4_ROOT)"; \
+	  RST2MAN=/bin/true CARGO_TARGET_DIR=$(TARGET_DIR)/tools/build $(CARGO) install mdevctl \
+	    --version 1.4.0 --locked --quiet --root $(MDEVCTL_1_4_ROOT); \
+	fi

@@ -11,37 +11,23 @@ CARGO_TOOLS   += cargo-fuzz
 CHECK_TARGETS += check-callout
 BENCH_TARGETS += bench-callout
 
-MDEVCTL_1_4_ROOT := $(TARGET_DIR)/tools/mdevctl-1.4.0
-MDEVCTL_1_4      := $(MDEVCTL_1_4_ROOT)/bin/mdevctl
 CALLOUT_FUZZ_SECONDS ?= 20
 
-.PHONY: mdevctl-1.4 check-callout fuzz-callout bench-callout
+.PHONY: check-callout fuzz-callout bench-callout
 
-# mdevctl >= 1.3 (root prefix, v2 callouts) is not packaged for Debian 12: built from crates.io
-# into our target dir (never into PATH, where it would shadow Debian's 1.2.0). Idempotent.
-mdevctl-1.4:
-	@if [ -x $(MDEVCTL_1_4) ] && $(CARGO) install --list --root $(MDEVCTL_1_4_ROOT) | grep -q '^mdevctl v1.4.0:'; then \
-	  echo "mdevctl 1.4.0: $(MDEVCTL_1_4)"; \
-	else \
-	  RST2MAN=/bin/true CARGO_TARGET_DIR=$(TARGET_DIR)/tools/build $(CARGO) install mdevctl \
-	    --version 1.4.0 --locked --quiet --root $(MDEVCTL_1_4_ROOT); \
-	fi
-
+# callout_apsim mounts the AP simulator (root, /dev/fuse); callout_mdevctl runs mdevctl 1.2 in
+# a private mount namespace (root)
 check-callout: mdevctl-1.4
+	@$(DEPS_SH) callout ap
 	@start=$$(date +%s); \
-	MDEVCTL_1_4=$(MDEVCTL_1_4) $(CARGO) test -p nodedev-helper --test callout_mdevctl --test callout_apsim \
-	  -- --include-ignored; \
-	$(MAKE) --no-print-directory fuzz-callout; \
+	$(call ap_sim_guarded,check-callout,MDEVCTL_1_4=$(MDEVCTL_1_4) $(CARGO) test -p nodedev-helper \
+	  --test callout_mdevctl --test callout_apsim -- --include-ignored); \
+	$(call fuzz_run,nodedev-helper,$(CALLOUT_FUZZ_SECONDS)); \
 	echo "check-callout: passed in $$(( $$(date +%s) - start )) s"
 
-# Builds the fuzz targets of nodedev-helper/fuzz (stable toolchain, RUSTC_BOOTSTRAP for the
-# sanitizer flags) and runs the callout JSON target for a few seconds from the seed corpus.
+# the fuzz targets of nodedev-helper/fuzz built, each run briefly (fuzz_run in the Makefile)
 fuzz-callout:
-	cd nodedev-helper/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz cargo fuzz build
-	cd nodedev-helper/fuzz && mkdir -p $(TARGET_DIR)/fuzz/corpus-callout_json && \
-	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz cargo fuzz run callout_json \
-	  $(TARGET_DIR)/fuzz/corpus-callout_json corpus/callout_json -- \
-	  -max_total_time=$(CALLOUT_FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -n 15
+	@$(call fuzz_run,nodedev-helper,$(CALLOUT_FUZZ_SECONDS))
 
 # The dedicated executable (what mdevctl should run), then `nodedev-helper callout` for
 # comparison (same code, but the binary links libvirt for `passthrough`).

@@ -16,7 +16,7 @@ E2E_NSS_SO ?= $(RELEASE_DIR)/libnss_libvirt_guest.so
 # correctly SONAMEd copies $(RELEASE_DIR)/nss/libnss_libvirt{,_guest}.so.2 (mk/nss.mk), which
 # the rig prefers; plus the packages the rig needs when make check/demo has not installed them
 e2e-build:
-	@scripts/deps.sh e2e nss
+	@$(DEPS_SH) e2e nss
 	$(CARGO) build --release -p nss-libvirt-guest
 	$(MAKE) --no-print-directory nss-module
 

@@ -52,8 +52,5 @@ check-hooks-e2e:
 # nodedev-helper/tests/hook_sim.rs: #[ignore]d in cargo test (needs root, /dev/fuse, mdevctl
 # 1.4.0), run here with --include-ignored; a missing prerequisite fails, never skips.
 check-hooks-sim: mdevctl-1.4
-	@[ "$$(id -u)" = 0 ] || { echo "check-hooks-sim: FAILED: needs root (FUSE mount of the AP simulator)"; exit 1; }
-	@[ -c /dev/fuse ] || { echo "check-hooks-sim: FAILED: /dev/fuse is missing"; exit 1; }
-	MDEVCTL_1_4=$(MDEVCTL_1_4) $(CARGO) test -p nodedev-helper --test hook_sim -- --include-ignored
-	@if grep -q ' - fuse ap-sim ' /proc/self/mountinfo; then \
-	  echo "check-hooks-sim: FAILED: an ap-sim mount was left behind:"; grep ' - fuse ap-sim ' /proc/self/mountinfo; exit 1; fi
+	@$(call ap_sim_guarded,check-hooks-sim,MDEVCTL_1_4=$(MDEVCTL_1_4) $(CARGO) test -p nodedev-helper \
+	  --test hook_sim -- --include-ignored)

@@ -40,17 +40,11 @@ DEPS_GROUPS   += bench
 bench-nss: nss-module
 	python3 $(NSS_DIR)/bench/run.py --nss-dir $(NSS_OUT) $(if $(QUICK),--quick)
 
-# Fuzz targets for the lease and mac-map parsers (nss-libvirt-guest/fuzz, its own workspace):
-# built with the stable toolchain (RUSTC_BOOTSTRAP=1 for the sanitizer flags), then each run
-# for NSS_FUZZ_SECONDS from the seed files. Part of check-nss.
+# Fuzz targets for the lease and mac-map parsers (nss-libvirt-guest/fuzz, its own workspace),
+# built and each run for NSS_FUZZ_SECONDS from its seed files (fuzz_run in the Makefile).
+# Part of check-nss.
 CARGO_TOOLS     += cargo-fuzz
 NSS_FUZZ_SECONDS ?= 10
 .PHONY: fuzz-nss
 fuzz-nss:
-	cd $(NSS_DIR)/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz cargo fuzz build
-	@for t in status macs; do \
-	  mkdir -p $(TARGET_DIR)/fuzz/corpus-nss-$$t; \
-	  (cd $(NSS_DIR)/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz cargo fuzz run $$t \
-	    $(TARGET_DIR)/fuzz/corpus-nss-$$t seeds/$$t -- -max_total_time=$(NSS_FUZZ_SECONDS) -print_final_stats=1 2>&1 \
-	    | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY' ) || exit 1; \
-	done
+	@$(call fuzz_run,$(NSS_DIR),$(NSS_FUZZ_SECONDS))

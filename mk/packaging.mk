@@ -87,7 +87,7 @@ packaging/tests/completions.sh $(COMPLETIONS_ROOT) $(BASHCOMPDIR) $(ZSHCOMPDIR) 
 endef
 
 check-completions: release
-	@scripts/deps.sh packaging >/dev/null
+	@$(DEPS_SH) packaging >/dev/null
 	@$(call check_completions)
 
 check-man: release
@@ -114,7 +114,7 @@ DEB_SRC   = $(PKG_OUT)/deb/src-$(DEB_ARCH)/virt-hostkit-$(PKG_VERSION)
 DEB_CROSS = $(if $(filter $(DEB_ARCH),$(shell dpkg --print-architecture)),,-a$(DEB_ARCH) -d)
 
 deb:
-	@scripts/deps.sh packaging >/dev/null
+	@$(DEPS_SH) packaging >/dev/null
 	@start=$$(date +%s); rm -rf $(dir $(DEB_SRC)) $(DEB_DIR); mkdir -p $(DEB_SRC) $(DEB_DIR); \
 	$(call pkg_tree,$(DEB_SRC)); \
 	rm -rf $(DEB_SRC)/debian; cp -a packaging/debian $(DEB_SRC)/debian; \
@@ -180,7 +180,7 @@ vendor:
 	@echo "vendor: $(RPM_SRC)/$(RPM_NAME).tar.gz ($$(du -h $(RPM_SRC)/$(RPM_NAME).tar.gz | cut -f1)), $(RPM_SRC)/$(RPM_NAME)-vendor.tar.gz ($$(ls $(RPM_SRC)/tree/$(RPM_NAME)/vendor | wc -l) crates, $$(du -h $(RPM_SRC)/$(RPM_NAME)-vendor.tar.gz | cut -f1))"
 
 rpm: vendor $(if $(filter s390x,$(RPM_ARCH)),build-s390x completions-gen)
-	@scripts/deps.sh packaging >/dev/null
+	@$(DEPS_SH) packaging >/dev/null
 	@start=$$(date +%s); rm -rf $(RPM_TOP)/RPMS/$(RPM_ARCH) $(RPM_TOP)/RPMS/noarch; \
 	rpmbuild -bb --nodeps $(RPM_DEFS) packaging/rpm/virt-hostkit.spec >$(RPM_TOP)/rpmbuild-$(RPM_ARCH).log 2>&1 \
 	  || { tail -n 40 $(RPM_TOP)/rpmbuild-$(RPM_ARCH).log >&2; echo "rpm: rpmbuild failed, log: $(RPM_TOP)/rpmbuild-$(RPM_ARCH).log" >&2; exit 1; }; \

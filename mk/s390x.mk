@@ -37,12 +37,12 @@ S390X_TEST_CARGO := env $(S390X_ENV) \
 # rustup cannot add the s390x target here; Debian's rustc-web 1.85 (with libstd-rust-web-dev:s390x)
 # is linked into rustup as a custom toolchain, once.
 s390x-toolchain:
-	@scripts/deps.sh s390x >/dev/null
+	@$(DEPS_SH) s390x >/dev/null
 	@rustup toolchain list | grep -qx '$(S390X_TOOLCHAIN)' || rustup toolchain link $(S390X_TOOLCHAIN) /usr
 	@test -d /usr/lib/rustlib/$(S390X_TRIPLE)/lib || { echo "s390x: no s390x std in /usr/lib/rustlib (libstd-rust-web-dev:s390x)" >&2; exit 1; }
 
 s390x-sysroot:
-	@scripts/deps.sh packaging >/dev/null
+	@$(DEPS_SH) packaging >/dev/null
 	@packaging/s390x/sysroot.sh $(S390X_SYSROOT)
 
 # what the packages ship: not the build-host tool vhk-completions (run natively, see

@@ -15,7 +15,7 @@ CHECK_TARGETS += check-storage
 .PHONY: check-storage
 
 check-storage:
-	@scripts/deps.sh storage e2e >/dev/null
+	@$(DEPS_SH) storage e2e >/dev/null
 	$(CARGO) build --release -p storage-align
 	@start=$$(date +%s); \
 	storage-align/tests/storage-e2e.sh $(RELEASE_DIR)/storage-align; \

@@ -1,9 +1,12 @@
 #!/bin/bash
-# deps.sh GROUP... -- install, idempotently, what a part of virt-hostkit needs on Debian 12.
+# deps.sh [--check] GROUP... -- install, idempotently, what a part of virt-hostkit needs on Debian 12.
 #
 # Groups: build nss e2e ap storage packaging s390x bench hooks callout all
 # Installs only what is missing (dpkg -s), runs `apt-get update` at most once, waits for
 # the dpkg lock instead of failing. Not root: prints the command to run and exits 1.
+# --check (what `make`, `make install`, `make deb`... use): installs nothing; names what is
+# missing and the command that installs it, exits 1; silent when nothing is missing, and on a
+# system without dpkg (the package names are Debian's) it checks nothing.
 set -euo pipefail
 
 declare -A APT=(
@@ -29,8 +32,10 @@ RUSTWEB_V=1.85.0+dfsg3-1~deb12u3
 LZMA_V=5.4.1-1+deb12u1
 S390X_RUST="rustc-web=$RUSTWEB_V cargo-web=$RUSTWEB_V libstd-rust-web-dev=$RUSTWEB_V libstd-rust-web-1.85=$RUSTWEB_V libstd-rust-web-dev:s390x=$RUSTWEB_V libstd-rust-web-1.85:s390x=$RUSTWEB_V liblzma5=$LZMA_V liblzma5:s390x=$LZMA_V liblzma-dev=$LZMA_V zlib1g:s390x libzstd1:s390x"
 
+check_only=0
+[ "${1:-}" = --check ] && { check_only=1; shift; }
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ ${#groups[@]} -gt 0 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench hooks callout)
 
 want=()
@@ -49,9 +54,24 @@ installed() {  # installed PKG[=VER] -> 0 if that package (and version) is insta
   [ -z "$ver" ] || [ "${st##* }" = "$ver" ]
 }
 
+if ! command -v dpkg-query >/dev/null; then
+  [ $check_only = 1 ] && exit 0
+  echo "deps.sh: no dpkg here: the groups name Debian 12 packages; install the equivalents of:" >&2
+  echo "deps.sh:   ${want[*]}" >&2
+  exit 1
+fi
+
 missing=()
 for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -eq 0 ]; then echo "deps.sh: ${groups[*]}: everything installed"; exit 0; fi
+if [ ${#missing[@]} -eq 0 ]; then
+  [ $check_only = 1 ] || echo "deps.sh: ${groups[*]}: everything installed"
+  exit 0
+fi
+if [ $check_only = 1 ]; then
+  echo "deps.sh: missing packages: ${missing[*]}" >&2
+  echo "deps.sh: install them with: $([ "$(id -u)" = 0 ] || echo 'sudo ')$0 ${groups[*]} (or make deps)" >&2
+  exit 1
+fi
 
 need_s390x_arch=0
 for p in "${missing[@]}"; do case "$p" in *:s390x*) need_s390x_arch=1;; esac; done

@@ -3,8 +3,8 @@
 //! Preflight refusals and the dry run need nothing else. The rollback test runs the real
 //! mdevctl (1.4.0, which honours MDEVCTL_ENV_ROOT): `define` goes through, `start` cannot
 //! complete on plain files (nothing creates the device), so every step done must be undone.
-//! It needs NODEDEV_HELPER_TEST_MDEVCTL=<path to mdevctl ≥ 1.3> and is `#[ignore]`d
-//! otherwise; `make check-apmask` runs it with the mdevctl that mk/callout.mk installs.
+//! It needs MDEVCTL_1_4=<path to mdevctl ≥ 1.3> and is `#[ignore]`d otherwise;
+//! `make check-apmask` runs it with the mdevctl that `make mdevctl-1.4` builds.
 
 mod ap_host;
 
@@ -168,10 +168,10 @@ fn a_guest_with_a_vfio_ap_device_is_refused_before_anything_changes() {
 }
 
 #[test]
-#[ignore = "needs NODEDEV_HELPER_TEST_MDEVCTL (mdevctl >= 1.3); run by make check-apmask"]
+#[ignore = "needs MDEVCTL_1_4 (mdevctl >= 1.3); run by make check-apmask"]
 fn failed_start_rolls_back_define_and_masks_with_the_real_mdevctl() {
-    let mdevctl = std::env::var("NODEDEV_HELPER_TEST_MDEVCTL")
-        .expect("NODEDEV_HELPER_TEST_MDEVCTL must name mdevctl >= 1.3 for this test");
+    let mdevctl =
+        std::env::var("MDEVCTL_1_4").expect("MDEVCTL_1_4 must name mdevctl >= 1.3 for this test");
     let h = Host::new();
     mdevctl_layout(&h);
     let before = h.snapshot();

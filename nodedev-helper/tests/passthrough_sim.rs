@@ -2,7 +2,7 @@
 //! the real mdevctl 1.4.0 creating the device through `MDEVCTL_ENV_ROOT`, and the kernel's
 //! EBUSY reaching `ap set`'s write path.
 //!
-//! FUSE needs root and /dev/fuse, mdevctl ≥ 1.3 comes from NODEDEV_HELPER_TEST_MDEVCTL: these
+//! FUSE needs root and /dev/fuse, mdevctl ≥ 1.3 comes from MDEVCTL_1_4: these
 //! tests are `#[ignore]`d in plain `cargo test` and run by `make check-apmask`.
 
 mod ap_host;
@@ -52,10 +52,9 @@ fn text(o: &Output) -> String {
 }
 
 #[test]
-#[ignore = "needs root + /dev/fuse and NODEDEV_HELPER_TEST_MDEVCTL; run by make check-apmask"]
+#[ignore = "needs root + /dev/fuse and MDEVCTL_1_4; run by make check-apmask"]
 fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
-    let mdevctl = std::env::var("NODEDEV_HELPER_TEST_MDEVCTL")
-        .expect("NODEDEV_HELPER_TEST_MDEVCTL must name mdevctl >= 1.3");
+    let mdevctl = std::env::var("MDEVCTL_1_4").expect("MDEVCTL_1_4 must name mdevctl >= 1.3");
     let dir = tempfile::tempdir().unwrap();
     let m = mounted(dir.path());
     let sim = m.sim().clone();

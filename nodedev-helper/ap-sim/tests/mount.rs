@@ -4,7 +4,7 @@
 //!
 //! They need root and /dev/fuse, so they are `#[ignore]`d in `cargo test` and run by
 //! `make check-apsim` (`--ignored`), which also installs mdevctl 1.4.0 and passes its path in
-//! `AP_SIM_MDEVCTL14`. Every mount lives in a temp dir and is unmounted on drop, also when an
+//! `MDEVCTL_1_4`. Every mount lives in a temp dir and is unmounted on drop, also when an
 //! assertion fails.
 
 use std::fs;
@@ -162,9 +162,9 @@ fn shell_sees_kernel_semantics() {
 }
 
 fn mdevctl14() -> PathBuf {
-    let p = std::env::var_os("AP_SIM_MDEVCTL14")
+    let p = std::env::var_os("MDEVCTL_1_4")
         .map(PathBuf::from)
-        .expect("AP_SIM_MDEVCTL14 must name mdevctl 1.4.0 (make check-apsim installs it)");
+        .expect("MDEVCTL_1_4 must name mdevctl 1.4.0 (make check-apsim installs it)");
     assert!(p.is_file(), "{} does not exist", p.display());
     p
 }
