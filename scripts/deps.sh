@@ -1,7 +1,7 @@
 #!/bin/bash
 # deps.sh [--check] GROUP... -- install, idempotently, what a part of virt-hostkit needs on Debian 12.
 #
-# Groups: build nss e2e ap storage packaging s390x bench hooks callout all
+# Groups: build nss e2e ap storage packaging s390x bench hooks callout nodedev all
 # Installs only what is missing (dpkg -s), runs `apt-get update` at most once, waits for
 # the dpkg lock instead of failing. Not root: prints the command to run and exits 1.
 # --check (what `make`, `make install`, `make deb`... use): installs nothing; names what is
@@ -20,6 +20,7 @@ declare -A APT=(
   [bench]="valgrind libnss-libvirt"
   [hooks]="qemu-system-misc mdevctl udev"
   [callout]="mdevctl util-linux g++"
+  [nodedev]="libvirt-daemon libvirt-clients mdevctl fuse3 util-linux"
 )
 # Debian's own Rust 1.85 carries an s390x standard library (rustup here cannot add targets);
 # the liblzma pin avoids a version clash between the two architectures (hooks-packaging.md).
