@@ -17,6 +17,7 @@ use crate::bindings::{self, WaitOutcome};
 use crate::chzdev::{self, MaskSpec};
 use crate::inventory;
 use crate::masks::{self, ApplyError, MaskState, Plan, Request, quoted};
+use crate::mdev;
 use crate::root::Root;
 use crate::udev_rule::PersistentMasks;
 use crate::vfio_ap;
@@ -263,8 +264,8 @@ fn set_cmd(root: &Root, a: &SetArgs) -> anyhow::Result<i32> {
     }
     let run = || -> anyhow::Result<i32> {
         let state = masks::read_state(root)?;
-        let active = inventory::active_mdevs(root)?;
-        let (defined, bad) = inventory::defined_mdevs(root)?;
+        let active = mdev::active(root)?;
+        let (defined, bad) = mdev::defined(root)?;
         for w in &bad {
             eprintln!("{}", vfio_ap::warning(w));
         }
@@ -320,8 +321,8 @@ fn list(root: &Root, json: bool) -> anyhow::Result<i32> {
     let cards = inventory::cards(root)?;
     let state = masks::read_state(root)?;
     let eff = vfio_ap::persistent_masks(root)?;
-    let active = inventory::active_mdevs(root)?;
-    let (defined, bad) = inventory::defined_mdevs(root)?;
+    let active = mdev::active(root)?;
+    let (defined, bad) = mdev::defined(root)?;
     for w in &bad {
         eprintln!("{}", vfio_ap::warning(w));
     }

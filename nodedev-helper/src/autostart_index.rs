@@ -28,14 +28,15 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::apmask::Mask;
 use crate::dirscan::{Dir, FileKey};
-use crate::mdev::{self, BadConfig, DeviceConfig, Matrix, MdevError, VFIO_AP_TYPE};
+use crate::mdev::{self, BadConfig, DeviceConfig, Matrix, VFIO_AP_TYPE};
 use crate::root::Root;
+use crate::sysfs::HostError;
 
 const HEADER: &str = "nodedev-helper autostart index 2";
 
@@ -45,7 +46,10 @@ const HEADER: &str = "nodedev-helper autostart index 2";
 pub const RACY_NS: i64 = 2_000_000_000;
 
 /// mdevctl configs are a few hundred bytes; anything this large is not one.
-const CONFIG_CAP: usize = 1 << 20;
+const CONFIG_CAP: usize = mdev::CONFIG_MAX;
+
+/// The index holds one line of at most about 100 bytes per config.
+const INDEX_MAX: usize = 16 << 20;
 
 /// A config's name: a UUID, kept inline (no allocation for each of 1,000 configs per run).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,6 +92,22 @@ pub struct Autostart {
 pub struct Scan {
     pub autostart: Vec<Autostart>,
     pub broken: Vec<BadConfig>,
+    /// The refreshed index, written only by [`Pending::save`]: the callout saves it when it
+    /// accepts the device, so a rejected input leaves nothing behind on the host.
+    pub index: Pending,
+}
+
+/// An index that changed during a [`scan`] and is not yet written.
+#[derive(Debug, Default)]
+pub struct Pending(Option<(std::path::PathBuf, Index)>);
+
+impl Pending {
+    /// Writes the index (best effort, as every write of this cache).
+    pub fn save(self) {
+        if let Some((path, index)) = self.0 {
+            store(&path, &index);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,17 +284,16 @@ fn load(path: &Path) -> Option<Index> {
     if !dir.is_dir() || !trusted(&dir) {
         return None;
     }
-    let f = fs::OpenOptions::new()
+    let mut f = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .ok()?;
     let meta = f.metadata().ok()?;
-    if !meta.is_file() || !trusted(&meta) || meta.len() > 64 << 20 {
+    if !meta.is_file() || !trusted(&meta) || meta.len() > INDEX_MAX as u64 {
         return None;
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
-    io::Read::read_to_end(&mut &f, &mut bytes).ok()?;
+    let bytes = crate::sysfs::read_open(&mut f, INDEX_MAX).ok()?;
     Index::parse(&bytes)
 }
 
@@ -356,12 +375,11 @@ fn refresh(
     uuid: Uuid,
     old: Option<Entry>,
     broken: &mut Vec<BadConfig>,
-) -> Result<(Option<Entry>, bool), MdevError> {
+) -> Result<(Option<Entry>, bool), HostError> {
     if let Some(old) = old.filter(|e| e.key.is_some()) {
-        let now = dir.stat(uuid.as_str()).map_err(|source| MdevError::List {
-            path: dir.path().join(uuid.as_str()),
-            source,
-        })?;
+        let now = dir
+            .stat(uuid.as_str())
+            .map_err(|source| HostError::list(&dir.path().join(uuid.as_str()), source))?;
         if now == old.key {
             return Ok((Some(old), false));
         }
@@ -370,12 +388,9 @@ fn refresh(
 }
 
 /// The auto-start vfio_ap configs under `etc/mdevctl.d/matrix`, through the index.
-pub fn scan(root: &Root) -> Result<Scan, MdevError> {
+pub fn scan(root: &Root) -> Result<Scan, HostError> {
     let path = root.mdevctl_configs();
-    let list_err = |source| MdevError::List {
-        path: path.clone(),
-        source,
-    };
+    let list_err = |source| HostError::list(&path, source);
     let Some(dir) = Dir::open(&path).map_err(list_err)? else {
         return Ok(Scan::default());
     };
@@ -412,12 +427,9 @@ pub fn scan(root: &Root) -> Result<Scan, MdevError> {
         dir: Some(dkey),
         entries,
     };
-    if changed {
-        store(&index_path, &index);
-    }
     let autostart = index
         .entries
-        .into_iter()
+        .iter()
         .filter_map(|e| match e.state {
             State::Auto { adapters, domains } => Some(Autostart {
                 uuid: e.uuid,
@@ -427,7 +439,11 @@ pub fn scan(root: &Root) -> Result<Scan, MdevError> {
             _ => None,
         })
         .collect();
-    Ok(Scan { autostart, broken })
+    Ok(Scan {
+        autostart,
+        broken,
+        index: Pending(changed.then_some((index_path, index))),
+    })
 }
 
 #[cfg(test)]
@@ -450,18 +466,22 @@ mod tests {
         let (defined, _) = mdev::defined(root).unwrap();
         defined
             .into_iter()
-            .filter(|d| d.config.mdev_type == VFIO_AP_TYPE && d.config.autostart)
+            .filter(|d| d.autostart)
             .map(|d| {
-                let (m, _) = Matrix::from_attrs(&d.config.attrs);
-                (d.uuid, m.adapters.ranges(), m.domains.ranges())
+                (
+                    d.uuid,
+                    d.matrix.adapters.ranges(),
+                    d.matrix.domains.ranges(),
+                )
             })
             .collect()
     }
 
+    /// A scan whose index is saved, as the callout does when it accepts a device.
     fn via_index(root: &Root) -> Vec<(String, String, String)> {
-        scan(root)
-            .unwrap()
-            .autostart
+        let s = scan(root).unwrap();
+        s.index.save();
+        s.autostart
             .into_iter()
             .map(|a| (a.uuid.to_string(), a.adapters.ranges(), a.domains.ranges()))
             .collect()
@@ -561,6 +581,7 @@ mod tests {
             assert_eq!(s.autostart.len(), 1);
             assert_eq!(s.broken.len(), 1, "{:?}", s.broken);
             assert!(s.broken[0].path.ends_with(uuid(2)));
+            s.index.save();
         }
         let text = fs::read_to_string(root.autostart_index()).unwrap();
         // just written files are racy: nothing trusted yet

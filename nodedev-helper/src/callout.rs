@@ -32,7 +32,7 @@ use crate::autostart_index;
 use crate::lock;
 use crate::mdev::{self, DeviceConfig, Matrix, VFIO_AP_TYPE};
 use crate::root::Root;
-use crate::sysfs;
+use crate::sysfs::{self, HostError};
 use crate::vfio_ap::{self, Conflict};
 
 /// The only parent vfio_ap devices have.
@@ -185,6 +185,10 @@ impl Invocation {
     }
 }
 
+/// The most problem lines one run prints (a device has at most a few dozen attributes; more
+/// lines would only flood mdevctl's and libvirt's error message).
+pub const REPORT_MAX_LINES: usize = 32;
+
 /// Problems found by a check: errors reject, warnings are printed and accepted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -208,12 +212,20 @@ impl Report {
     fn warn(&mut self, msg: impl std::fmt::Display) {
         self.warnings.push(vfio_ap::warning(msg));
     }
-    /// What goes to stderr: errors first (ap-check's lines), then warnings.
+    /// What goes to stderr: errors first (ap-check's lines), then warnings; at most
+    /// [`REPORT_MAX_LINES`] lines, then how many more there were.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        for l in self.errors.iter().chain(&self.warnings) {
+        let all: Vec<&String> = self.errors.iter().chain(&self.warnings).collect();
+        for l in all.iter().take(REPORT_MAX_LINES) {
             s.push_str(l);
             s.push('\n');
+        }
+        if all.len() > REPORT_MAX_LINES {
+            s.push_str(&format!(
+                "... and {} more problems not shown\n",
+                all.len() - REPORT_MAX_LINES
+            ));
         }
         s
     }
@@ -223,32 +235,28 @@ impl Report {
 #[derive(Debug, thiserror::Error)]
 pub enum CalloutError {
     #[error(transparent)]
-    Mdev(#[from] mdev::MdevError),
-    #[error(transparent)]
-    File(#[from] sysfs::FileError),
+    State(#[from] HostError),
     #[error(transparent)]
     Host(#[from] vfio_ap::ReadError),
-    #[error("{}: {msg}", path.display())]
-    Bad { path: PathBuf, msg: String },
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+}
+
+impl From<sysfs::FileError> for CalloutError {
+    fn from(e: sysfs::FileError) -> Self {
+        CalloutError::State(e.into())
+    }
 }
 
 /// `sys/bus/ap/ap_max_{adapter,domain}_id`, when the host has it.
 fn read_max(root: &Root, name: &str) -> Result<Option<u64>, CalloutError> {
     let path = root.ap_bus().join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => t.trim().parse().map(Some).map_err(|_| CalloutError::Bad {
-            path,
-            msg: format!("'{}' is not a decimal number", t.trim()),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(sysfs::FileError::Read {
-            path,
-            cause: source,
-        }
-        .into()),
-    }
+    let Some(t) = sysfs::read_optional(&path)? else {
+        return Ok(None);
+    };
+    Ok(Some(t.trim().parse().map_err(|_| {
+        HostError::bad(&path, format!("'{}' is not a decimal number", t.trim()))
+    })?))
 }
 
 /// Values, ranges and ids against this host's `ap_max_*_id`. Errors for any device: an id the
@@ -320,6 +328,7 @@ pub fn check_define(
     for b in &scan.broken {
         r.warn(format_args!("ignored unreadable mdev config {b}"));
     }
+    let scan_index = scan.index;
 
     let persistent = vfio_ap::persistent_masks(root)?;
     for q in &mine {
@@ -346,6 +355,9 @@ pub fn check_define(
     }
     for c in vfio_ap::unsupported_cards(root, &matrix.adapters)? {
         r.warn(format_args!("{c}; this device cannot start"));
+    }
+    if r.ok() {
+        scan_index.save();
     }
     Ok(r)
 }
@@ -401,28 +413,40 @@ pub fn attributes(root: &Root, uuid: &str) -> Result<Option<String>, CalloutErro
 pub const CAPABILITIES: &str = r#"{"supports":{"version":2,"actions":["start","stop","define","undefine","modify","attributes","capabilities"],"events":["pre","post","notify","get","live"]}}"#;
 
 fn lock_wait() -> Duration {
-    std::env::var(LOCK_WAIT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    crate::root::env(LOCK_WAIT_ENV)
+        .and_then(|v| v.to_str().and_then(|v| v.trim().parse::<f64>().ok()))
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
         .unwrap_or(lock::DEFAULT_WAIT)
 }
 
+/// The most of stdin that is read: mdevctl's device JSON is a few hundred bytes, and a config
+/// this large could not be stored by mdevctl either ([`mdev::CONFIG_MAX`]).
+pub const STDIN_MAX: usize = mdev::CONFIG_MAX;
+
+/// Reads stdin, at most [`STDIN_MAX`] bytes and one more (to tell that there was more).
 fn read_stdin() -> Vec<u8> {
     let mut buf = Vec::new();
     // A closed or unreadable stdin is an empty document, reported as malformed JSON.
-    let _ = std::io::stdin().read_to_end(&mut buf);
+    let _ = std::io::stdin()
+        .take(STDIN_MAX as u64 + 1)
+        .read_to_end(&mut buf);
     buf
 }
 
 /// Parses the device JSON of a pre/live event and checks it names our type.
 fn stdin_config(inv: &Invocation, bytes: &[u8]) -> Result<DeviceConfig, String> {
+    if bytes.len() > STDIN_MAX {
+        return Err(format!(
+            "the device JSON on stdin is larger than {STDIN_MAX} bytes: not an mdevctl device"
+        ));
+    }
     let c = DeviceConfig::parse(bytes).map_err(|e| e.to_string())?;
     if c.mdev_type != inv.mdev_type {
         return Err(format!(
             "the device JSON's mdev_type '{}' does not match -t {}",
-            c.mdev_type, inv.mdev_type
+            crate::echo::echo(&c.mdev_type),
+            inv.mdev_type
         ));
     }
     Ok(c)
@@ -572,6 +596,9 @@ pub fn main_with_args(default_root: &Root, argv: &[OsString]) -> anyhow::Result<
         Parsed::NotMine => return Ok(Exit::NotMyType as i32),
     };
     let root = match &inv.root {
+        Some(r) if crate::root::privileged_exec() => {
+            return Err(crate::root::PrivilegedRoot(r.clone()).into());
+        }
         Some(r) => Root::new(r),
         None => default_root.clone(),
     };
@@ -592,15 +619,19 @@ pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
     main_with_args(root, &args.argv)
 }
 
-/// Whether the program was started under another name than `nodedev-helper` (a link in
-/// mdevctl's callout directory): then it is the callout with argv as mdevctl passes it.
+/// The program names that make `nodedev-helper` the callout: the installed callout executable
+/// and the entry in mdevctl's callout directories (a link to the binary there).
+pub const CALLOUT_NAMES: [&str; 2] = ["nodedev-helper-callout", "00-nodedev-helper"];
+
+/// Whether the program was started under one of [`CALLOUT_NAMES`]: then it is the callout
+/// with argv as mdevctl passes it. Any other name (a copy, a renamed binary) is the normal
+/// command line, which refuses mdevctl's arguments instead of acting on them.
 pub fn invoked_as_callout(argv0: Option<&OsString>) -> bool {
-    let name = argv0
+    argv0
         .map(Path::new)
         .and_then(Path::file_name)
         .and_then(|n| n.to_str())
-        .unwrap_or("nodedev-helper");
-    name != "nodedev-helper"
+        .is_some_and(|n| CALLOUT_NAMES.contains(&n))
 }
 
 #[cfg(test)]
@@ -673,5 +704,16 @@ mod tests {
         assert!(invoked_as_callout(Some(
             &"/usr/lib/mdevctl/scripts.d/callouts/nodedev-helper-callout".into()
         )));
+        assert!(invoked_as_callout(Some(
+            &"/etc/mdevctl.d/scripts.d/callouts/00-nodedev-helper".into()
+        )));
+        for other in [
+            "/tmp/x",
+            "nodedev-helper.bak",
+            "ap-check",
+            "nodedev-helper-callout2",
+        ] {
+            assert!(!invoked_as_callout(Some(&other.into())), "{other}");
+        }
     }
 }

@@ -169,7 +169,8 @@ impl Dir {
 
     /// Reads entry `name` whole, with the key of exactly the version read (fstat of the open
     /// file, so a rename between stat and read cannot pair old key and new contents).
-    /// `None` if absent; at most `cap` bytes (more is an `InvalidData` error).
+    /// `None` if absent; at most `cap` bytes (more is an `InvalidData` error); opened without
+    /// blocking, and anything but a regular file is an `InvalidInput` error.
     pub fn read_keyed(&self, name: &str, cap: usize) -> io::Result<Option<(FileKey, Vec<u8>)>> {
         let c = cstr(OsStr::new(name))?;
         // SAFETY: fd is open, c is NUL-terminated
@@ -177,7 +178,8 @@ impl Dir {
             libc::openat(
                 self.fd.as_raw_fd(),
                 c.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+                // non-blocking: a FIFO planted as a config must not hang the callout
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
             )
         };
         if fd < 0 {
@@ -193,6 +195,12 @@ impl Dir {
         // SAFETY: file is open, st is a valid out pointer
         if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
             return Err(io::Error::last_os_error());
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file; refusing to read it",
+            ));
         }
         let key = FileKey::of(&st);
         let mut buf = vec![0u8; (key.size as usize).clamp(64, cap) + 1];

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use quick_xml::events::Event;
 
 use crate::apmask::Apqn;
-use crate::mdev::{self, MdevError};
+use crate::mdev;
 use crate::root::Root;
-use crate::sysfs::{self, FileError};
+use crate::sysfs::{self, FileError, HostError};
 use crate::vfio_ap;
 
 /// Arguments exactly as libvirt passes them to a qemu hook.
@@ -146,7 +146,7 @@ pub enum HookError {
     #[error("guest '{guest}': invalid vfio-ap mdev UUID '{uuid}' in the domain XML")]
     BadUuid { guest: String, uuid: String },
     #[error(transparent)]
-    Mdev(#[from] MdevError),
+    State(#[from] HostError),
     #[error("invalid guest name '{0}' (empty, '/' or leading '.')")]
     BadGuest(String),
     #[error("cannot find mdevctl in PATH, /usr/sbin or /usr/bin (is package mdevctl installed?)")]
@@ -377,20 +377,13 @@ impl<'a> Hook<'a> {
     /// The mdevs recorded as started by the hook for `guest`.
     pub fn started_for(&self, guest: &str) -> Result<BTreeSet<String>, HookError> {
         let p = self.state_file(guest)?;
-        match fs::read_to_string(&p) {
-            Ok(s) => Ok(s
-                .lines()
-                .map(str::trim)
-                .filter(|l| mdev::is_uuid(l))
-                .map(String::from)
-                .collect()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-            Err(source) => Err(FileError::Read {
-                path: p,
-                cause: source,
-            }
-            .into()),
-        }
+        Ok(sysfs::read_optional(&p)?
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| mdev::is_uuid(l))
+            .map(String::from)
+            .collect())
     }
 
     fn record(&self, guest: &str, set: &BTreeSet<String>) -> Result<(), HookError> {
@@ -573,7 +566,8 @@ impl<'a> Hook<'a> {
         if let Some(p) = &self.mdevctl {
             return Ok(p.clone());
         }
-        let path = std::env::var_os("PATH").unwrap_or_default();
+        // a privileged run ignores the caller's PATH ([`crate::root::env`])
+        let path = crate::root::env("PATH").unwrap_or_default();
         std::env::split_paths(&path)
             .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
             .map(|d| d.join("mdevctl"))
@@ -593,15 +587,8 @@ impl<'a> Hook<'a> {
         };
         let dir = self.root.path("run/nodedev-helper");
         fs::create_dir_all(&dir).map_err(|e| io_err("cannot create run/nodedev-helper", e))?;
-        let out_path = dir.join(format!(".mdevctl-output.{}", std::process::id()));
-        let mut out = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&out_path)
+        let mut out = sysfs::anonymous_file(&dir)
             .map_err(|e| io_err("cannot create the mdevctl output file", e))?;
-        let _ = fs::remove_file(&out_path);
         let err_file = out
             .try_clone()
             .map_err(|e| io_err("cannot duplicate the output file", e))?;
@@ -619,6 +606,8 @@ impl<'a> Hook<'a> {
         // tree the hook checks, not on `/`; on a real host the root is `/` and nothing is set
         if self.root.base() != std::path::Path::new("/") {
             cmd.env(crate::root::MDEVCTL_ENV_ROOT, self.root.base());
+        } else {
+            cmd.env_remove(crate::root::MDEVCTL_ENV_ROOT);
         }
         let mut child = cmd.spawn().map_err(|e| io_err("cannot run mdevctl", e))?;
         let deadline = Instant::now() + self.timeout;

@@ -9,50 +9,29 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::apmask::{Apqn, Mask};
-use crate::mdev;
+use crate::mdev::{self, ActiveMdev, DefinedMdev};
 use crate::root::Root;
-use crate::sysfs;
+use crate::sysfs::{self, HostError};
 
 pub use crate::mdev::VFIO_AP_TYPE;
 
-#[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
-    #[error(transparent)]
-    File(#[from] sysfs::FileError),
-    #[error("cannot list {}: {source}", path.display())]
-    List { path: PathBuf, source: io::Error },
-    #[error("{}: {msg}", path.display())]
-    Bad { path: PathBuf, msg: String },
-}
-
-fn bad(path: &Path, msg: impl Into<String>) -> InventoryError {
-    InventoryError::Bad {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+fn bad(path: &Path, msg: impl Into<String>) -> HostError {
+    HostError::bad(path, msg)
 }
 
 /// Directory entries' names, sorted; an absent directory is empty.
-fn names(dir: &Path) -> Result<Vec<String>, InventoryError> {
+fn names(dir: &Path) -> Result<Vec<String>, HostError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(InventoryError::List {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+        Err(source) => return Err(HostError::list(dir, source)),
     };
     let mut v = Vec::new();
     for e in rd {
-        let e = e.map_err(|source| InventoryError::List {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let e = e.map_err(|source| HostError::list(dir, source))?;
         v.push(e.file_name().to_string_lossy().into_owned());
     }
     v.sort();
@@ -86,7 +65,7 @@ impl Card {
 }
 
 /// Every `cardXX` under `sys/bus/ap/devices` with its queues.
-pub fn cards(root: &Root) -> Result<Vec<Card>, InventoryError> {
+pub fn cards(root: &Root) -> Result<Vec<Card>, HostError> {
     let devices = root.ap_bus().join("devices");
     let all = names(&devices)?;
     let mut cards = Vec::new();
@@ -130,70 +109,6 @@ pub fn cards(root: &Root) -> Result<Vec<Card>, InventoryError> {
         }
     }
     Ok(cards)
-}
-
-/// An mdev of parent `matrix` that exists now (from its `matrix` attribute, read by
-/// [`crate::mdev`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveMdev {
-    pub uuid: String,
-    pub apqns: Vec<Apqn>,
-}
-
-/// Every active mdev below `sys/devices/vfio_ap/matrix`.
-pub fn active_mdevs(root: &Root) -> Result<Vec<ActiveMdev>, mdev::MdevError> {
-    Ok(mdev::active(root)?
-        .into_iter()
-        .map(|m| ActiveMdev {
-            apqns: m.apqns(),
-            uuid: m.uuid,
-        })
-        .collect())
-}
-
-/// A vfio_ap-passthrough config of parent `matrix`, its attributes applied in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefinedMdev {
-    pub uuid: String,
-    pub autostart: bool,
-    pub adapters: Mask,
-    pub domains: Mask,
-    pub control_domains: Mask,
-}
-
-impl DefinedMdev {
-    pub fn apqns(&self) -> Vec<Apqn> {
-        Apqn::product(&self.adapters, &self.domains)
-    }
-}
-
-/// Every vfio_ap-passthrough config under `etc/mdevctl.d/matrix`, and one warning per file or
-/// attribute that could not be used (a broken config must not block every other operation,
-/// but the user must hear that it was not checked).
-pub fn defined_mdevs(root: &Root) -> Result<(Vec<DefinedMdev>, Vec<String>), mdev::MdevError> {
-    let (good, bad) = mdev::defined(root)?;
-    let mut warnings: Vec<String> = bad
-        .iter()
-        .map(|b| format!("ignoring mdevctl config {b}"))
-        .collect();
-    let mut out = Vec::new();
-    for d in good {
-        if d.config.mdev_type != VFIO_AP_TYPE {
-            continue;
-        }
-        let (m, errors) = mdev::Matrix::from_attrs(&d.config.attrs);
-        for e in errors {
-            warnings.push(format!("{}: {e} (attribute ignored)", d.path.display()));
-        }
-        out.push(DefinedMdev {
-            uuid: d.uuid,
-            autostart: d.config.autostart,
-            adapters: m.adapters,
-            domains: m.domains,
-            control_domains: m.control_domains,
-        });
-    }
-    Ok((out, warnings))
 }
 
 /// `8-4-4-4-12` hex digits, as mdevctl names devices.
@@ -260,7 +175,7 @@ pub fn owners(
         }
     }
     for m in active {
-        for q in &m.apqns {
+        for q in &m.apqns() {
             let e = entry(&mut map, *q, apmask, aqmask);
             if let Some(other) = &e.active_mdev {
                 e.problems.push(format!(
@@ -325,10 +240,13 @@ mod tests {
     fn defined(uuid: &str, auto: bool, a: u8, d: u8) -> DefinedMdev {
         DefinedMdev {
             uuid: uuid.into(),
+            path: uuid.into(),
             autostart: auto,
-            adapters: Mask::EMPTY.with(a),
-            domains: Mask::EMPTY.with(d),
-            control_domains: Mask::EMPTY.with(d),
+            matrix: crate::mdev::Matrix {
+                adapters: Mask::EMPTY.with(a),
+                domains: Mask::EMPTY.with(d),
+                control_domains: Mask::EMPTY.with(d),
+            },
         }
     }
 
@@ -339,7 +257,11 @@ mod tests {
         let full = Mask::FULL;
         let active = [ActiveMdev {
             uuid: "A".into(),
-            apqns: vec![Apqn::new(2, 43)],
+            matrix: crate::mdev::Matrix {
+                adapters: Mask::EMPTY.with(2),
+                domains: Mask::EMPTY.with(43),
+                control_domains: Mask::EMPTY,
+            },
         }];
         let defs = [
             defined("A", true, 2, 43),

@@ -13,7 +13,7 @@
 //! lock), [`mdev`] (mdevctl device JSON, active and defined vfio_ap mdevs), [`chzdev`]
 //! (chzdev's `apmask=`/`aqmask=` syntax), [`udev_rule`] (the persistent masks in chzdev's
 //! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN), [`dirscan`] (one
-//! directory through one descriptor) and [`autostart_index`] (the callout's cache of
+//! directory through one descriptor), [`echo`] (untrusted text in messages) and [`autostart_index`] (the callout's cache of
 //! auto-start configs). [`cli`] is the command line of the `nodedev-helper` binary.
 
 pub mod ap;
@@ -24,6 +24,7 @@ pub mod callout;
 pub mod chzdev;
 pub mod cli;
 pub mod dirscan;
+pub mod echo;
 pub mod hook;
 pub mod inventory;
 pub mod lock;

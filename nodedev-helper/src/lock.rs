@@ -5,9 +5,10 @@
 //! util_lockfile.c`, spec/ap.md "Lock"). We speak exactly the same protocol so that our
 //! callout and theirs, and chzdev, exclude each other:
 //!
-//! - take: write `"<pid>\n"` to a temporary file `<lock><5-digit pid><2 hex digits>` in the same
-//!   directory, then `link(2)` it to the lock path; the link either succeeds atomically or fails
-//!   with EEXIST. The temporary file is always removed.
+//! - take: write `"<pid>\n"` to a temporary file in the same directory, then `link(2)` it to
+//!   the lock path; the link either succeeds atomically or fails with EEXIST. (s390-tools names
+//!   its temporary file `<lock><5-digit pid><2 hex digits>`; ours has no name at all, or a
+//!   unique one, so a leftover of a killed run can never collide with a later run.)
 //! - stale: the lock is stale when the PID it names no longer exists (`kill(pid, 0)` = ESRCH),
 //!   or when it holds no PID and is older than 120 s (a writer that died mid-way). A stale
 //!   lock is removed and taking is retried at once.
@@ -18,8 +19,11 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::sysfs;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A lock file without a PID older than this is stale (s390-tools `WAITPID`).
@@ -77,7 +81,9 @@ pub enum Released {
 
 /// Reads the lock file. Like s390-tools, the PID is the leading decimal number (`atoi`).
 pub fn holder(path: &Path) -> Result<Holder, LockError> {
-    let mut f = match fs::File::open(path) {
+    // non-blocking open and a regular-file check: a FIFO in place of the lock must not hang
+    // every AP command
+    let mut f = match crate::sysfs::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Holder::Free),
         Err(source) => {
@@ -171,58 +177,116 @@ pub fn acquire(path: &Path, owner: i32, wait: Duration) -> Result<bool, LockErro
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
-    // Same temporary name scheme as s390-tools: lock path + "%05d%02x" (pid, time & 255).
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let tmp = PathBuf::from(format!(
-        "{}{:05}{:02x}",
-        path.display(),
-        std::process::id(),
-        secs & 255
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| io("create a temporary file for", e))?;
-        f.write_all(format!("{owner}\n").as_bytes())
-            .map_err(|e| io("write a temporary file for", e))?;
-        drop(f);
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            match fs::hard_link(&tmp, path) {
-                Ok(()) => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io("take", e)),
-            }
-            if clear_if_stale(path)? {
-                continue;
-            }
-            let waited = start.elapsed();
-            if waited >= wait {
-                return Err(match holder(path)? {
-                    Holder::Pid(pid) => LockError::Busy {
-                        path: path.to_path_buf(),
-                        pid,
-                        waited,
-                    },
-                    _ => LockError::BusyNoPid {
-                        path: path.to_path_buf(),
-                        waited,
-                    },
-                });
-            }
-            std::thread::sleep(pause.min(wait - waited));
-            pause = (pause * 2).min(Duration::from_millis(500));
+    let mut pending =
+        LockFile::new(dir, owner).map_err(|e| io("create a temporary file for", e))?;
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match pending.link(path) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("take", e)),
         }
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
+        if clear_if_stale(path)? {
+            continue;
+        }
+        let waited = start.elapsed();
+        if waited >= wait {
+            return Err(match holder(path)? {
+                Holder::Pid(pid) => LockError::Busy {
+                    path: path.to_path_buf(),
+                    pid,
+                    waited,
+                },
+                _ => LockError::BusyNoPid {
+                    path: path.to_path_buf(),
+                    waited,
+                },
+            });
+        }
+        std::thread::sleep(pause.min(wait - waited));
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The lock's contents, `"<pid>\n"`, in a file that is not yet the lock: `link(2)` makes it
+/// the lock atomically (or fails with EEXIST). Preferably a nameless `O_TMPFILE` file, so a
+/// run killed at any point leaves no temporary file behind; where the file system or a missing
+/// `/proc` does not allow linking it, a uniquely named file (see [`sysfs::write_atomic`]'s
+/// names) that is removed on drop, and whose leftovers from killed runs are cleaned.
+enum LockFile {
+    Anonymous(fs::File),
+    Named(PathBuf),
+}
+
+const TEMP_NAME: &str = "s390apconfig.lock";
+
+impl LockFile {
+    fn new(dir: &Path, owner: i32) -> io::Result<LockFile> {
+        let content = format!("{owner}\n");
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o644)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(dir)
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.write_all(content.as_bytes())?;
+            // O_TMPFILE honours the umask; the lock is world-readable like s390-tools'
+            f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            if Self::proc_fd(&f).exists() {
+                return Ok(LockFile::Anonymous(f));
+            }
+        }
+        sysfs::clean_stale_temps(dir, TEMP_NAME);
+        let (tmp, mut f) = sysfs::create_temp(dir, TEMP_NAME, 0o644)?;
+        let written = f.write_all(content.as_bytes());
+        let named = LockFile::Named(tmp);
+        written.map(|()| named)
+    }
+
+    fn proc_fd(f: &fs::File) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
+    }
+
+    /// Makes this file the lock at `path`; EEXIST while someone holds it.
+    fn link(&mut self, path: &Path) -> io::Result<()> {
+        match self {
+            LockFile::Named(tmp) => fs::hard_link(tmp, path),
+            LockFile::Anonymous(f) => {
+                let from = std::ffi::CString::new(Self::proc_fd(f).into_os_string().into_vec())
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                let to = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                // SAFETY: both are valid NUL-terminated paths; linkat does not keep them
+                let r = unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        from.as_ptr(),
+                        libc::AT_FDCWD,
+                        to.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // only the file this process created
+        if let LockFile::Named(tmp) = self {
+            let _ = fs::remove_file(tmp);
+        }
+    }
 }
 
 /// Releases the lock if it names `owner`; leaves anybody else's lock alone.

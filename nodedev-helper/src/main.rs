@@ -8,14 +8,17 @@ use nodedev_helper::cli::{Cli, Command};
 use nodedev_helper::{ap, callout, hook, passthrough, root::Root};
 
 fn main() -> ExitCode {
-    // Installed as a link in mdevctl's callout directory: mdevctl passes only the callout's
-    // own arguments, so any other program name means "be the callout".
+    // Installed as `00-nodedev-helper` in mdevctl's callout directory (or run as
+    // nodedev-helper-callout): mdevctl passes only the callout's own arguments.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if callout::invoked_as_callout(argv.first()) {
-        return finish(callout::main_with_args(&Root::resolve(None), &argv[1..]));
+        return finish(callout::main_with_args(&Root::from_env(), &argv[1..]));
     }
     let cli = Cli::parse();
-    let root = Root::resolve(cli.root.as_deref());
+    let root = match Root::resolve(cli.root.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return finish(Err(e.into())),
+    };
     let result = match &cli.command {
         Command::Callout(a) => callout::run(&root, a),
         Command::Ap(a) => ap::run(&root, a),

@@ -9,7 +9,7 @@
 
 use crate::apmask::{Apqn, Mask};
 use crate::chzdev::MaskSpec;
-use crate::inventory::{ActiveMdev, DefinedMdev};
+use crate::mdev::{ActiveMdev, DefinedMdev};
 use crate::root::Root;
 use crate::sysfs;
 use crate::udev_rule::{self, PersistentMasks};
@@ -115,7 +115,7 @@ pub fn plan(
         let c = Change { before, after };
         let mut found = Vec::new();
         for m in active_mdevs {
-            for (mask, apqn) in taken_back_all(&m.apqns, &c) {
+            for (mask, apqn) in taken_back_all(&m.apqns(), &c) {
                 found.push(Conflict::ActiveMaskTakesBack {
                     mask,
                     mdev: m.uuid.clone(),
@@ -319,13 +319,20 @@ mod tests {
         }
     }
 
-    fn defined(uuid: &str, auto: bool, a: u8, d: u8) -> DefinedMdev {
-        DefinedMdev {
-            uuid: uuid.into(),
-            autostart: auto,
+    fn matrix(a: u8, d: u8) -> crate::mdev::Matrix {
+        crate::mdev::Matrix {
             adapters: Mask::EMPTY.with(a),
             domains: Mask::EMPTY.with(d),
             control_domains: Mask::EMPTY.with(d),
+        }
+    }
+
+    fn defined(uuid: &str, auto: bool, a: u8, d: u8) -> DefinedMdev {
+        DefinedMdev {
+            uuid: uuid.into(),
+            path: uuid.into(),
+            autostart: auto,
+            matrix: matrix(a, d),
         }
     }
 
@@ -367,7 +374,7 @@ mod tests {
         };
         let active = [ActiveMdev {
             uuid: U1.into(),
-            apqns: vec![Apqn::new(2, 43)],
+            matrix: matrix(2, 43),
         }];
         // 2.43 is not host-owned even with apmask bit 2 set back (domain 43 stays clear):
         // only a change that gives the host both bits is a conflict.

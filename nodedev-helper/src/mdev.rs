@@ -9,7 +9,11 @@
 //!   base-0 integer (kstrtoul semantics: `43`, `0x2b`, `053`), ids 0..255.
 //! - [`active`]/[`read_active`]: mdevs that exist under `sys/devices/vfio_ap/matrix`, from their
 //!   `matrix` and `control_domains` attributes.
-//! - [`defined`]: every config under `etc/mdevctl.d/matrix`.
+//! - [`defined`]: every vfio_ap config under `etc/mdevctl.d/matrix`, its attributes applied.
+//!
+//! This is the one model of an mdev in the crate: [`ActiveMdev`] (exists now) and
+//! [`DefinedMdev`] (has a config), both carrying a [`Matrix`]. Files are read through
+//! [`sysfs`] (bounded, non-blocking); errors are [`HostError`]s naming the path.
 
 use std::fmt;
 use std::fs;
@@ -17,8 +21,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::apmask::{Apqn, Mask};
+use crate::echo::echo;
 use crate::root::Root;
-use crate::sysfs;
+use crate::sysfs::{self, HostError};
 
 /// The only mdev type vfio_ap offers.
 pub const VFIO_AP_TYPE: &str = "vfio_ap-passthrough";
@@ -67,13 +72,16 @@ pub enum ConfigError {
         found: String,
         expected: &'static str,
     },
-    #[error("the device JSON's \"start\" is '{0}', expected 'auto' or 'manual'")]
+    #[error("the device JSON's \"start\" is '{}', expected 'auto' or 'manual'", echo(.0))]
     BadStart(String),
     #[error(
         "attribute #{index} of \"attrs\" is {found}, expected an object like {{\"assign_adapter\":\"3\"}}"
     )]
     BadAttr { index: usize, found: String },
-    #[error("attribute {name} has the value {found}; values are strings like \"43\" or \"0x2b\"")]
+    #[error(
+        "attribute {} has the value {found}; values are strings like \"43\" or \"0x2b\"",
+        echo(.name)
+    )]
     AttrNotString { name: String, found: String },
 }
 
@@ -90,7 +98,7 @@ fn kind_of(v: &serde_json::Value) -> String {
         serde_json::Value::Null => "null".into(),
         serde_json::Value::Bool(b) => format!("the boolean {b}"),
         serde_json::Value::Number(n) => format!("the number {n}"),
-        serde_json::Value::String(s) => format!("the string \"{s}\""),
+        serde_json::Value::String(s) => format!("the string \"{}\"", echo(s)),
         serde_json::Value::Array(_) => "a list".into(),
         serde_json::Value::Object(_) => "an object".into(),
     }
@@ -175,14 +183,16 @@ impl DeviceConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttrError {
     #[error(
-        "unknown attribute {name} (value '{value}'): vfio_ap accepts assign_adapter, assign_domain, assign_control_domain and their unassign_ forms"
+        "unknown attribute {} (value '{}'): vfio_ap accepts assign_adapter, assign_domain, assign_control_domain and their unassign_ forms",
+        echo(.name), echo(.value)
     )]
     Unknown { name: String, value: String },
     #[error(
-        "{name} value '{value}' is not a single integer (one decimal, 0x hex or 0 octal number per attribute; the kernel rejects lists and signs)"
+        "{name} value '{}' is not a single integer (one decimal, 0x hex or 0 octal number per attribute; the kernel rejects lists and signs)",
+        echo(.value)
     )]
     NotInteger { name: String, value: String },
-    #[error("{name} value '{value}' is out of range: {} ids are 0..255", kind.noun())]
+    #[error("{name} value '{}' is out of range: {} ids are 0..255", echo(.value), kind.noun())]
     OutOfRange {
         name: String,
         value: String,
@@ -298,16 +308,6 @@ pub fn attrs_json(attrs: &[(String, String)]) -> String {
     serde_json::Value::Array(list).to_string()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum MdevError {
-    #[error(transparent)]
-    File(#[from] sysfs::FileError),
-    #[error("cannot list {}: {source}", path.display())]
-    List { path: PathBuf, source: io::Error },
-    #[error("{}: {msg}", path.display())]
-    Bad { path: PathBuf, msg: String },
-}
-
 /// `8-4-4-4-12` hex digits, as mdevctl and the kernel name mdevs.
 pub fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
@@ -319,19 +319,15 @@ pub fn is_uuid(s: &str) -> bool {
 }
 
 /// UUID-named entries of `dir`, sorted; an absent directory has none.
-fn uuid_entries(dir: &Path) -> Result<Vec<String>, MdevError> {
-    let list_err = |source| MdevError::List {
-        path: dir.to_path_buf(),
-        source,
-    };
+fn uuid_entries(dir: &Path) -> Result<Vec<String>, HostError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(list_err(e)),
+        Err(e) => return Err(HostError::list(dir, e)),
     };
     let mut v = Vec::new();
     for e in rd {
-        let e = e.map_err(list_err)?;
+        let e = e.map_err(|e| HostError::list(dir, e))?;
         if let Some(name) = e.file_name().to_str() {
             if is_uuid(name) {
                 v.push(name.to_string());
@@ -344,11 +340,9 @@ fn uuid_entries(dir: &Path) -> Result<Vec<String>, MdevError> {
 
 /// Parses the `matrix` attribute: `%02x.%04x` lines; `aa.` (adapter without domains) and
 /// `.dddd` (domain without adapters) keep their one side.
-pub fn parse_matrix(text: &str, path: &Path) -> Result<(Mask, Mask), MdevError> {
-    let bad = |line: &str| MdevError::Bad {
-        path: path.to_path_buf(),
-        msg: format!("matrix line '{line}' is not aa.dddd (hex)"),
-    };
+pub fn parse_matrix(text: &str, path: &Path) -> Result<(Mask, Mask), HostError> {
+    let bad =
+        |line: &str| HostError::bad(path, format!("matrix line '{line}' is not aa.dddd (hex)"));
     let (mut ap, mut aq) = (Mask::EMPTY, Mask::EMPTY);
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (a, d) = line.split_once('.').ok_or_else(|| bad(line))?;
@@ -367,15 +361,17 @@ pub fn parse_matrix(text: &str, path: &Path) -> Result<(Mask, Mask), MdevError> 
 }
 
 /// Parses `control_domains`: one `%04x` per line.
-pub fn parse_control_domains(text: &str, path: &Path) -> Result<Mask, MdevError> {
+pub fn parse_control_domains(text: &str, path: &Path) -> Result<Mask, HostError> {
     let mut m = Mask::EMPTY;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let d = u16::from_str_radix(line, 16)
             .ok()
             .and_then(|d| u8::try_from(d).ok())
-            .ok_or_else(|| MdevError::Bad {
-                path: path.to_path_buf(),
-                msg: format!("control domain line '{line}' is not a hex domain id"),
+            .ok_or_else(|| {
+                HostError::bad(
+                    path,
+                    format!("control domain line '{line}' is not a hex domain id"),
+                )
             })?;
         m.set(d);
     }
@@ -396,64 +392,19 @@ impl ActiveMdev {
     }
 }
 
-/// Reads a small file (config, sysfs attribute) with one `open`, usually one `read` and a
-/// `close`: the callout reads about 1,400 of them per run, and `fs::read`'s extra `statx` and
-/// EOF `read` were a third of its time. A short read is taken as the end of the file, which
-/// holds for regular files and sysfs attributes (the kernel fills the buffer up to the end).
-pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = fs::File::open(path)?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        let n = match f.read(&mut buf[len..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        len += n;
-        if n == 0 || len < buf.len() {
-            break;
-        }
-        buf.resize(buf.len() * 2, 0);
-    }
-    buf.truncate(len);
-    Ok(buf)
-}
-
-fn read_text(path: &Path) -> io::Result<String> {
-    String::from_utf8(read_small(path)?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
-}
-
 /// The active mdev `uuid`, or `None` when it does not exist.
-pub fn read_active(root: &Root, uuid: &str) -> Result<Option<ActiveMdev>, MdevError> {
+pub fn read_active(root: &Root, uuid: &str) -> Result<Option<ActiveMdev>, HostError> {
     let dir = root.matrix().join(uuid);
     let mpath = dir.join("matrix");
     // no `matrix` attribute (or no device directory): not an active vfio_ap mdev
-    let text = match read_text(&mpath) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(sysfs::FileError::Read {
-                path: mpath,
-                cause: source,
-            }
-            .into());
-        }
+    let Some(text) = sysfs::read_optional(&mpath)? else {
+        return Ok(None);
     };
     let (adapters, domains) = parse_matrix(&text, &mpath)?;
     let cpath = dir.join("control_domains");
-    let control_domains = match read_text(&cpath) {
-        Ok(t) => parse_control_domains(&t, &cpath)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Mask::EMPTY,
-        Err(source) => {
-            return Err(sysfs::FileError::Read {
-                path: cpath,
-                cause: source,
-            }
-            .into());
-        }
+    let control_domains = match sysfs::read_optional(&cpath)? {
+        Some(t) => parse_control_domains(&t, &cpath)?,
+        None => Mask::EMPTY,
     };
     Ok(Some(ActiveMdev {
         uuid: uuid.to_string(),
@@ -466,7 +417,7 @@ pub fn read_active(root: &Root, uuid: &str) -> Result<Option<ActiveMdev>, MdevEr
 }
 
 /// Every active mdev of the matrix parent.
-pub fn active(root: &Root) -> Result<Vec<ActiveMdev>, MdevError> {
+pub fn active(root: &Root) -> Result<Vec<ActiveMdev>, HostError> {
     let mut out = Vec::new();
     for uuid in uuid_entries(&root.matrix())? {
         if let Some(m) = read_active(root, &uuid)? {
@@ -488,23 +439,20 @@ fn queue_unassigned(root: &Root, q: &Apqn) -> bool {
         .join("devices")
         .join(q.queue_name())
         .join("status");
-    matches!(read_small(&path), Ok(b) if b.trim_ascii() == b"unassigned")
+    matches!(sysfs::read_optional_bytes(&path, 64), Ok(Some(b)) if b.trim_ascii() == b"unassigned")
 }
 
 /// The active mdevs (sorted by UUID) whose matrix holds any of `apqns`: the conflicts of a
 /// device about to start. With 200 active mdevs, reading every `matrix` was most of a
 /// `pre start`; when every queue reports `unassigned` none of them needs reading.
-pub fn users_of(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, MdevError> {
+pub fn users_of(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, HostError> {
     if apqns.is_empty()
         || (apqns.len() <= QUEUE_STATUS_MAX && apqns.iter().all(|q| queue_unassigned(root, q)))
     {
         return Ok(Vec::new());
     }
     let path = root.matrix();
-    let list_err = |source| MdevError::List {
-        path: path.clone(),
-        source,
-    };
+    let list_err = |source| HostError::list(&path, source);
     let Some(dir) = crate::dirscan::Dir::open(&path).map_err(list_err)? else {
         return Ok(Vec::new());
     };
@@ -515,7 +463,7 @@ pub fn users_of(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, MdevErro
     for uuid in uuids {
         let rel = format!("{uuid}/matrix");
         let mpath = path.join(&rel);
-        let bytes = match dir.read_keyed(&rel, 1 << 20) {
+        let bytes = match dir.read_keyed(&rel, sysfs::ATTR_MAX) {
             Ok(Some((_, b))) => b,
             // not a vfio_ap mdev (no matrix attribute), or removed meanwhile
             Ok(None) => continue,
@@ -527,10 +475,7 @@ pub fn users_of(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, MdevErro
                 .into());
             }
         };
-        let text = String::from_utf8(bytes).map_err(|_| MdevError::Bad {
-            path: mpath.clone(),
-            msg: "not UTF-8".into(),
-        })?;
+        let text = String::from_utf8(bytes).map_err(|_| HostError::bad(&mpath, "not UTF-8"))?;
         let (adapters, domains) = parse_matrix(&text, &mpath)?;
         if apqns
             .iter()
@@ -550,12 +495,20 @@ pub fn users_of(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, MdevErro
     Ok(out)
 }
 
-/// A stored mdevctl config of parent `matrix`.
+/// A `vfio_ap-passthrough` config of parent `matrix`, its attributes applied in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefinedMdev {
     pub uuid: String,
     pub path: PathBuf,
-    pub config: DeviceConfig,
+    pub autostart: bool,
+    pub matrix: Matrix,
+}
+
+impl DefinedMdev {
+    /// APQNs: adapters × usage domains.
+    pub fn apqns(&self) -> Vec<Apqn> {
+        self.matrix.apqns()
+    }
 }
 
 /// A config file that could not be used, with the reason (reported, never fatal: one broken
@@ -572,30 +525,58 @@ impl fmt::Display for BadConfig {
     }
 }
 
-/// Every config under `etc/mdevctl.d/matrix` (any type; callers filter), plus the files that
-/// could not be read or parsed.
-pub fn defined(root: &Root) -> Result<(Vec<DefinedMdev>, Vec<BadConfig>), MdevError> {
-    let dir = root.mdevctl_configs();
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    for uuid in uuid_entries(&dir)? {
-        let path = dir.join(&uuid);
-        match read_small(&path) {
-            Ok(bytes) => match DeviceConfig::parse(&bytes) {
-                Ok(config) => good.push(DefinedMdev { uuid, path, config }),
-                Err(e) => bad.push(BadConfig {
-                    path,
-                    reason: e.to_string(),
-                }),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => bad.push(BadConfig {
-                path,
-                reason: format!("cannot read: {e}"),
-            }),
+/// The most of an mdevctl config that is read (they are a few hundred bytes).
+pub const CONFIG_MAX: usize = 1 << 20;
+
+/// Reads and parses one config file; `Ok(None)` when it is gone.
+pub fn read_config(path: &Path) -> Result<Option<DeviceConfig>, BadConfig> {
+    let bad = |reason: String| BadConfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match sysfs::read_optional_bytes(path, CONFIG_MAX) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => DeviceConfig::parse(&bytes)
+            .map(Some)
+            .map_err(|e| bad(e.to_string())),
+        Err(sysfs::FileError::Read { cause, .. }) | Err(sysfs::FileError::Write { cause, .. }) => {
+            Err(bad(format!("cannot read: {cause}")))
         }
     }
-    Ok((good, bad))
+}
+
+/// Every vfio_ap-passthrough config under `etc/mdevctl.d/matrix` (configs of other types are
+/// skipped), and one warning per file or attribute that could not be used (a broken config
+/// must not block every other operation, but the user must hear that it was not checked).
+pub fn defined(root: &Root) -> Result<(Vec<DefinedMdev>, Vec<String>), HostError> {
+    let dir = root.mdevctl_configs();
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for uuid in uuid_entries(&dir)? {
+        let path = dir.join(&uuid);
+        let config = match read_config(&path) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(b) => {
+                warnings.push(format!("ignoring mdevctl config {b}"));
+                continue;
+            }
+        };
+        if config.mdev_type != VFIO_AP_TYPE {
+            continue;
+        }
+        let (matrix, errors) = Matrix::from_attrs(&config.attrs);
+        for e in errors {
+            warnings.push(format!("{}: {e} (attribute ignored)", path.display()));
+        }
+        out.push(DefinedMdev {
+            uuid,
+            path,
+            autostart: config.autostart,
+            matrix,
+        });
+    }
+    Ok((out, warnings))
 }
 
 #[cfg(test)]
@@ -709,13 +690,17 @@ mod tests {
     }
 
     #[test]
-    fn read_small_reads_whole_files_of_any_size() {
+    fn small_files_of_any_size_read_whole() {
         let d = tempfile::tempdir().unwrap();
         for len in [0usize, 1, 4095, 4096, 4097, 20000] {
             let p = d.path().join(format!("f{len}"));
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             fs::write(&p, &data).unwrap();
-            assert_eq!(read_small(&p).unwrap(), data, "{len}");
+            assert_eq!(
+                sysfs::read_optional_bytes(&p, CONFIG_MAX).unwrap(),
+                Some(data),
+                "{len}"
+            );
         }
     }
 

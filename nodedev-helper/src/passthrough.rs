@@ -27,6 +27,7 @@ use crate::apmask::{Apqn, Mask};
 use crate::chzdev::{MaskSpec, Term};
 use crate::inventory::{self, VFIO_AP_TYPE};
 use crate::masks::{self, MaskState, Request};
+use crate::mdev;
 use crate::root::Root;
 use crate::udev_rule;
 use crate::vfio_ap::{self, Conflict};
@@ -131,6 +132,10 @@ impl Ctx<'_> {
             .stderr(Stdio::piped());
         if self.root.base() != Path::new("/") {
             c.env(crate::root::MDEVCTL_ENV_ROOT, self.root.base());
+        } else {
+            // on the real host (or in a privileged run, which ignored the variable) mdevctl
+            // must not act on a root the caller's environment names
+            c.env_remove(crate::root::MDEVCTL_ENV_ROOT);
         }
         // mdevctl's error is relayed to the user; a Rust backtrace in it would bury it
         c.env("RUST_BACKTRACE", "0");
@@ -195,7 +200,7 @@ pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
     let mdevctl = args
         .mdevctl
         .clone()
-        .or_else(|| std::env::var_os("NODEDEV_HELPER_MDEVCTL").map(PathBuf::from))
+        .or_else(|| crate::root::env("NODEDEV_HELPER_MDEVCTL").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("mdevctl"));
     let ctx = Ctx {
         root,
@@ -313,8 +318,8 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
             }
         }
     }
-    let active = inventory::active_mdevs(root)?;
-    let (defined, bad) = inventory::defined_mdevs(root)?;
+    let active = mdev::active(root)?;
+    let (defined, bad) = mdev::defined(root)?;
     for w in &bad {
         eprintln!("{}", vfio_ap::warning(w));
     }
@@ -324,7 +329,7 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     let mut problems = Vec::new();
     for q in &apqns {
         for m in &active {
-            if m.apqns.contains(q) {
+            if m.apqns().contains(q) {
                 let by = m.uuid.clone();
                 problems.push(Conflict::InUse { apqn: *q, by }.to_string());
             }
@@ -424,7 +429,7 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
         let _g = crate::lock::Guard::take(&root.ap_lock(), crate::lock::DEFAULT_WAIT)?;
         // re-read under the lock: chzdev may have changed something meanwhile
         let state = masks::read_state(root)?;
-        let plan = masks::plan(&req, &state, &inventory::active_mdevs(root)?, &defined);
+        let plan = masks::plan(&req, &state, &mdev::active(root)?, &defined);
         if !plan.conflicts.is_empty() {
             bail!("{}", lines(&plan.conflicts));
         }
@@ -466,7 +471,7 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     );
     ctx.mdevctl(&["start", "--uuid", &uuid], None)?;
     done.push(Done::Started { uuid: uuid.clone() });
-    let got = inventory::active_mdevs(root)?
+    let got = mdev::active(root)?
         .into_iter()
         .find(|m| m.uuid == uuid)
         .with_context(|| {
@@ -477,7 +482,7 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
         })?;
     let mut want = apqns.clone();
     want.sort();
-    let mut have = got.apqns.clone();
+    let mut have = got.apqns();
     have.sort();
     if want != have {
         let show = |v: &[Apqn]| {
@@ -549,8 +554,8 @@ fn remove(ctx: &Ctx, uuid: &str, guest: Option<&str>, dry_run: bool) -> anyhow::
         bail!("--remove '{uuid}' is not a UUID");
     }
     let uuid = uuid.to_ascii_lowercase();
-    let active = inventory::active_mdevs(root)?;
-    let (defined, _) = inventory::defined_mdevs(root)?;
+    let active = mdev::active(root)?;
+    let (defined, _) = mdev::defined(root)?;
     let me_active = active.iter().find(|m| m.uuid == uuid);
     let me_defined = defined.iter().find(|m| m.uuid == uuid);
     if me_active.is_none() && me_defined.is_none() {
@@ -559,26 +564,26 @@ fn remove(ctx: &Ctx, uuid: &str, guest: Option<&str>, dry_run: bool) -> anyhow::
     let mut adapters = Mask::EMPTY;
     let mut domains = Mask::EMPTY;
     if let Some(m) = me_active {
-        for q in &m.apqns {
+        for q in &m.apqns() {
             adapters.set(q.adapter);
             domains.set(q.domain);
         }
     }
     if let Some(d) = me_defined {
-        adapters = adapters.or(d.adapters);
-        domains = domains.or(d.domains);
+        adapters = adapters.or(d.matrix.adapters);
+        domains = domains.or(d.matrix.domains);
     }
     // ids some other device still uses stay with vfio_ap
     let (mut other_a, mut other_d) = (Mask::EMPTY, Mask::EMPTY);
     for m in active.iter().filter(|m| m.uuid != uuid) {
-        for q in &m.apqns {
+        for q in &m.apqns() {
             other_a.set(q.adapter);
             other_d.set(q.domain);
         }
     }
     for d in defined.iter().filter(|d| d.uuid != uuid) {
-        other_a = other_a.or(d.adapters);
-        other_d = other_d.or(d.domains);
+        other_a = other_a.or(d.matrix.adapters);
+        other_d = other_d.or(d.matrix.domains);
     }
     let back_a = adapters.and_not(other_a);
     let back_d = domains.and_not(other_d);
@@ -654,12 +659,7 @@ fn remove(ctx: &Ctx, uuid: &str, guest: Option<&str>, dry_run: bool) -> anyhow::
         persistent: state.persistent != udev_rule::PersistentMasks::default(),
         ..Request::default()
     };
-    let plan = masks::plan(
-        &req,
-        &state,
-        &inventory::active_mdevs(root)?,
-        &inventory::defined_mdevs(root)?.0,
-    );
+    let plan = masks::plan(&req, &state, &mdev::active(root)?, &mdev::defined(root)?.0);
     if !plan.conflicts.is_empty() {
         bail!(
             "cannot give the APQNs back to the host:\n{}",

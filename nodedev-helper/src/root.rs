@@ -3,8 +3,39 @@
 //! Like mdevctl's `MDEVCTL_ENV_ROOT`, all of `sys/`, `etc/`, `run/` and `usr/` are resolved
 //! below one directory: `/` on a real host, a temporary tree (or the mounted AP bus
 //! simulator) in tests. Nothing else in the crate spells a literal `/sys/...` path.
+//!
+//! Environment overrides (`MDEVCTL_ENV_ROOT`, `NODEDEV_HELPER_MDEVCTL`,
+//! `NODEDEV_HELPER_LOCK_WAIT`, `PATH` for finding mdevctl) are read only through [`env`], which
+//! ignores them when the process was given privileges by exec (setuid, setgid or file
+//! capabilities: the kernel's `AT_SECURE`, what glibc's `secure_getenv` checks). There
+//! `--root` is refused too: a user who runs a privileged copy must not be able to point it at
+//! a tree of their own making.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+/// Whether this process runs with privileges its invoker does not have (setuid, setgid,
+/// file capabilities): `getauxval(AT_SECURE)`.
+pub fn privileged_exec() -> bool {
+    // SAFETY: getauxval has no preconditions and only reads the auxiliary vector
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// An environment override: `None` when unset, or in a privileged run ([`privileged_exec`]).
+pub fn env(name: &str) -> Option<OsString> {
+    if privileged_exec() {
+        return None;
+    }
+    std::env::var_os(name)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--root {} is refused: this nodedev-helper runs with setuid/setgid/capability privileges, \
+     which never honour a host root from the caller (run it as root without them, e.g. via sudo)",
+    .0.display()
+)]
+pub struct PrivilegedRoot(pub PathBuf);
 
 /// Environment variable mdevctl ≥ 1.3 sets to its root and passes down to callouts.
 pub const MDEVCTL_ENV_ROOT: &str = "MDEVCTL_ENV_ROOT";
@@ -25,12 +56,21 @@ impl Root {
         Root { base: base.into() }
     }
 
-    /// `--root` wins, then `MDEVCTL_ENV_ROOT` (when non-empty), then `/`.
-    pub fn resolve(cli: Option<&Path>) -> Self {
+    /// `--root` wins, then `MDEVCTL_ENV_ROOT` (when non-empty), then `/`. In a privileged
+    /// run the variable is ignored and `--root` is an error ([`privileged_exec`]).
+    pub fn resolve(cli: Option<&Path>) -> Result<Self, PrivilegedRoot> {
         if let Some(p) = cli {
-            return Root::new(p);
+            if privileged_exec() {
+                return Err(PrivilegedRoot(p.to_path_buf()));
+            }
+            return Ok(Root::new(p));
         }
-        match std::env::var_os(MDEVCTL_ENV_ROOT) {
+        Ok(Root::from_env())
+    }
+
+    /// `MDEVCTL_ENV_ROOT` (when non-empty and not a privileged run), else `/`.
+    pub fn from_env() -> Self {
+        match env(MDEVCTL_ENV_ROOT) {
             Some(v) if !v.is_empty() => Root::new(PathBuf::from(v)),
             _ => Root::default(),
         }
@@ -101,6 +141,11 @@ mod tests {
 
     #[test]
     fn cli_root_wins() {
-        assert_eq!(Root::resolve(Some(Path::new("/r"))), Root::new("/r"));
+        assert_eq!(
+            Root::resolve(Some(Path::new("/r"))).unwrap(),
+            Root::new("/r")
+        );
+        // the test runner is not a setuid program
+        assert!(!privileged_exec());
     }
 }

@@ -143,17 +143,23 @@ pub fn render(m: &PersistentMasks) -> String {
     s
 }
 
-/// Reads the persistent masks of this host; `Ok(None)` when there is no rule file.
+/// The most of a rule file that is read: chzdev's is about 450 bytes; a udev rules file of
+/// this size is not one any tool wrote for the AP masks.
+pub const RULE_MAX: usize = 64 << 10;
+
+/// Reads the persistent masks of this host; `Ok(None)` when there is no rule file. The read
+/// is bounded ([`RULE_MAX`]) and refuses anything but a regular file ([`sysfs`]).
 pub fn read(root: &Root) -> Result<Option<PersistentMasks>, RuleError> {
     let path = root.ap_udev_rule();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, &path).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(sysfs::FileError::Read {
-            path,
-            cause: source,
+    match sysfs::read_optional_bytes(&path, RULE_MAX)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|_| sysfs::FileError::Read {
+                path: path.clone(),
+                cause: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+            })?;
+            parse(&text, &path).map(Some)
         }
-        .into()),
     }
 }
 

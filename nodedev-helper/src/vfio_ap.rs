@@ -8,13 +8,12 @@
 //! crate documentation of `callout` and `ap` lists them), see [`Conflict`].
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::apmask::{Apqn, Mask, MaskError};
-use crate::mdev::{self, ActiveMdev, Matrix, MdevError, read_small};
+use crate::mdev::{self, ActiveMdev, Matrix};
 use crate::root::Root;
-use crate::sysfs;
+use crate::sysfs::{self, HostError};
 use crate::udev_rule;
 
 /// vfio_ap drives CEX4 (AP hwtype 10) and newer; older cards stay with the host drivers.
@@ -229,12 +228,10 @@ pub fn unsupported_cards(root: &Root, adapters: &Mask) -> Result<Vec<Conflict>, 
     let mut out = Vec::new();
     for a in adapters.iter() {
         let path = root.ap_bus().join(format!("devices/card{a:02x}/hwtype"));
-        let bytes = match read_small(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(cause) => return Err(sysfs::FileError::Read { path, cause }.into()),
+        let Some(text) = sysfs::read_optional(&path)? else {
+            continue;
         };
-        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        let text = text.trim().to_string();
         let hwtype: u32 = text.parse().map_err(|_| ReadError::Hwtype { path, text })?;
         if !supports_hwtype(hwtype) {
             out.push(Conflict::UnsupportedCard { adapter: a, hwtype });
@@ -247,14 +244,14 @@ pub fn unsupported_cards(root: &Root, adapters: &Mask) -> Result<Vec<Conflict>, 
 /// is taken (`status` reads `assigned` or `in use`); when no queue says so, no mdev's `matrix`
 /// is read. For warnings at define time, where ap-check reads none: a queue that is missing
 /// or bound to a host driver proves nothing here, and `pre start` reads every matrix anyway.
-pub fn claimed_by(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, MdevError> {
+pub fn claimed_by(root: &Root, apqns: &[Apqn]) -> Result<Vec<ActiveMdev>, HostError> {
     let taken = apqns.iter().any(|q| {
         let status = root
             .ap_bus()
             .join("devices")
             .join(q.queue_name())
             .join("status");
-        matches!(read_small(&status), Ok(b) if matches!(b.trim_ascii(), b"assigned" | b"in use"))
+        matches!(sysfs::read_optional_bytes(&status, 64), Ok(Some(b)) if matches!(b.trim_ascii(), b"assigned" | b"in use"))
     });
     if !taken {
         return Ok(Vec::new());

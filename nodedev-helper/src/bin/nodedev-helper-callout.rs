@@ -12,7 +12,7 @@ use nodedev_helper::root::Root;
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let args = argv.get(1..).unwrap_or_default();
-    match callout::main_with_args(&Root::resolve(None), args) {
+    match callout::main_with_args(&Root::from_env(), args) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("nodedev-helper-callout: {e:#}");
