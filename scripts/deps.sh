@@ -1,7 +1,7 @@
 #!/bin/bash
 # deps.sh [--check] GROUP... -- install, idempotently, what a part of virt-hostkit needs on Debian 12.
 #
-# Groups: build nss e2e ap storage packaging s390x bench hooks callout nodedev all
+# Groups: build nss e2e ap storage packaging s390x bench hooks callout nodedev s390tools all
 # Installs only what is missing (dpkg -s), runs `apt-get update` at most once, waits for
 # the dpkg lock instead of failing. Not root: prints the command to run and exits 1.
 # --check (what `make`, `make install`, `make deb`... use): installs nothing; names what is
@@ -21,6 +21,7 @@ declare -A APT=(
   [hooks]="qemu-system-misc mdevctl udev"
   [callout]="mdevctl util-linux g++"
   [nodedev]="libvirt-daemon libvirt-clients mdevctl fuse3 util-linux"
+  [s390tools]="qemu-user-static debian-archive-keyring util-linux fuse3 dpkg"
 )
 # Debian's own Rust 1.85 carries an s390x standard library (rustup here cannot add targets);
 # the liblzma pin avoids a version clash between the two architectures (hooks-packaging.md).
@@ -37,7 +38,7 @@ check_only=0
 [ "${1:-}" = --check ] && { check_only=1; shift; }
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-[ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench hooks callout)
+[ "${groups[0]}" = all ] && groups=(build nss e2e ap storage packaging s390x bench hooks callout s390tools)
 
 want=()
 for g in "${groups[@]}"; do

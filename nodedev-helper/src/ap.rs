@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::apmask::{Apqn, Mask};
 use crate::bindings::{self, WaitOutcome};
@@ -38,9 +38,19 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Active and persistent masks as decimal ranges (like `lszdev -t ap`).
+    #[command(
+        long_about = "Active and persistent masks as decimal ranges (like `lszdev -t ap`).\n\n\
+        --format table (default) is our table with the rule file's path; json is for scripts \
+        (ranges and the kernel's hex form); lszdev prints `lszdev -t ap`'s DEVICE TYPE block \
+        and columns byte for byte, pairs prints `lszdev -t ap --pairs` (KEY=\"VALUE\"), so \
+        scripts written for lszdev read ours unchanged."
+    )]
     Show {
-        /// Machine-readable output.
-        #[arg(long)]
+        /// Output layout.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Change the masks (like `chzdev -t ap apmask=… aqmask=…`).
@@ -53,7 +63,11 @@ enum Command {
         Without --active or --persistent both sides change. Bits the host would take back \
         from an active mdev (active side) or from an auto-start mdev definition (persistent \
         side) are conflicts: nothing is written. The whole operation holds \
-        /run/lock/s390apconfig.lock, the lock chzdev and ap-check use.")]
+        /run/lock/s390apconfig.lock, the lock chzdev and ap-check use.\n\n\
+        Exit status, as chzdev's: 0 done (or nothing to do, or a dry run); 1 usage or host \
+        error; 4 unknown attribute; 6 invalid value or an attribute given twice; 9 conflict \
+        (nothing written). Unlike chzdev, a reversed range (5-3) is refused rather than \
+        clearing the mask, and --dry-run writes nothing at all.")]
     Set(SetArgs),
     /// Every card and APQN with its owner (host, vfio_ap, which mdev) and problems.
     List {
@@ -81,6 +95,15 @@ enum Command {
     },
 }
 
+/// `ap show --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Json,
+    Lszdev,
+    Pairs,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct SetArgs {
     /// `apmask=VALUE` and/or `aqmask=VALUE`.
@@ -102,7 +125,9 @@ pub struct SetArgs {
 
 pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
     match &args.command {
-        Command::Show { json } => show(root, *json),
+        Command::Show { format, json } => {
+            show(root, if *json { ShowFormat::Json } else { *format })
+        }
         Command::Set(a) => set_cmd(root, a),
         Command::List { json } => list(root, *json),
         Command::WaitBindings { timeout } => wait_bindings(root, *timeout),
@@ -144,9 +169,75 @@ pub fn render_show(s: &MaskState, rule: &std::path::Path) -> String {
     out
 }
 
-fn show(root: &Root, json: bool) -> anyhow::Result<i32> {
+/// The `DEVICE TYPE ap` block of `lszdev -t ap`: Active says whether the AP bus exists.
+const LSZDEV_DESCRIPTION: &str = "Cryptographic Adjunct Processor (AP) device";
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// `lszdev -t ap`, byte for byte: the device type block, then the attribute table, whose
+/// columns are as wide as their widest cell plus two spaces (the last is not padded).
+pub fn render_lszdev(s: &MaskState, bus_present: bool) -> String {
+    let mut out = String::from("DEVICE TYPE ap\n");
+    for (k, v) in [
+        ("Description", LSZDEV_DESCRIPTION),
+        ("Modules", "ap"),
+        ("Active", yes_no(bus_present)),
+        ("Persistent", "yes"),
+    ] {
+        let _ = writeln!(out, "  {k:<19}: {v}");
+    }
+    out.push('\n');
+    let rows = [
+        ("ATTRIBUTE", "ACTIVE".to_string(), "PERSISTENT".to_string()),
+        (
+            "apmask",
+            quoted(Some(s.active.apmask)),
+            quoted(s.persistent.apmask),
+        ),
+        (
+            "aqmask",
+            quoted(Some(s.active.aqmask)),
+            quoted(s.persistent.aqmask),
+        ),
+    ];
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0) + 2;
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0) + 2;
+    for (name, a, p) in rows {
+        let _ = writeln!(out, "  {name:<w0$}{a:<w1$}{p}");
+    }
+    out
+}
+
+/// `lszdev -t ap --pairs`: KEY="VALUE" lines, ranges unquoted, "" for no persistent setting.
+pub fn render_pairs(s: &MaskState, bus_present: bool) -> String {
+    let mut out = format!(
+        "TYPE=\"ap\"\nDESCRIPTION=\"{LSZDEV_DESCRIPTION}\"\nMODULES=\"ap\"\nACTV=\"{}\"\nPERS=\"yes\"\n",
+        yes_no(bus_present)
+    );
+    for (name, a, p) in [
+        ("apmask", s.active.apmask, s.persistent.apmask),
+        ("aqmask", s.active.aqmask, s.persistent.aqmask),
+    ] {
+        let p = p.map(|m| m.ranges()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "ATTRIBUTE=\"{name}\" ACTIVE=\"{}\" PERSISTENT=\"{p}\"",
+            a.ranges()
+        );
+    }
+    out
+}
+
+fn show(root: &Root, format: ShowFormat) -> anyhow::Result<i32> {
     let s = masks::read_state(root)?;
-    if json {
+    let bus_present = root.ap_bus().is_dir();
+    if format == ShowFormat::Lszdev {
+        print!("{}", render_lszdev(&s, bus_present));
+    } else if format == ShowFormat::Pairs {
+        print!("{}", render_pairs(&s, bus_present));
+    } else if format == ShowFormat::Json {
         let j = serde_json::json!({
             "active": {
                 "apmask": s.active.apmask.ranges(), "aqmask": s.active.aqmask.ranges(),
@@ -170,23 +261,80 @@ fn show(root: &Root, json: bool) -> anyhow::Result<i32> {
 // ---------------------------------------------------------------------------------------
 // set
 
+/// Exit status of `ap set`: chzdev's codes, which scripts written for `chzdev -t ap` test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum SetExit {
+    /// Changed, or nothing to change, or a dry run.
+    Ok = 0,
+    /// Usage error, or the host could not be read or written.
+    Failed = 1,
+    /// An attribute other than apmask/aqmask (chzdev: "Unknown device type attribute").
+    UnknownAttribute = 4,
+    /// A value that is not a mask, or an attribute given twice (chzdev: "Invalid attribute
+    /// value", "Cannot specify multiple values").
+    InvalidValue = 6,
+    /// The change would take an APQN back from an mdev; nothing was written (chzdev:
+    /// "Invalid configuration").
+    Conflict = 9,
+}
+
+/// Why `apmask=… aqmask=…` arguments were refused, with the exit code chzdev uses.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    #[error("'{0}' is not apmask=VALUE or aqmask=VALUE")]
+    NotAssignment(String),
+    #[error("unknown attribute '{name}' in '{item}' (expected apmask or aqmask)")]
+    UnknownAttribute { name: String, item: String },
+    #[error("{0} is given twice")]
+    Twice(String),
+    #[error("invalid {name} value '{value}': {source}")]
+    InvalidValue {
+        name: String,
+        value: String,
+        source: chzdev::SyntaxError,
+    },
+}
+
+impl AssignError {
+    pub fn exit(&self) -> SetExit {
+        match self {
+            AssignError::NotAssignment(_) => SetExit::Failed,
+            AssignError::UnknownAttribute { .. } => SetExit::UnknownAttribute,
+            AssignError::Twice(_) | AssignError::InvalidValue { .. } => SetExit::InvalidValue,
+        }
+    }
+}
+
 /// Parses `apmask=VALUE aqmask=VALUE`; errors name the assignment and the item.
-pub fn parse_assignments(items: &[String]) -> anyhow::Result<(Option<MaskSpec>, Option<MaskSpec>)> {
+pub fn parse_assignments(
+    items: &[String],
+) -> Result<(Option<MaskSpec>, Option<MaskSpec>), AssignError> {
     let (mut ap, mut aq) = (None, None);
     for item in items {
         let Some((name, value)) = item.split_once('=') else {
-            bail!("'{item}' is not apmask=VALUE or aqmask=VALUE");
+            return Err(AssignError::NotAssignment(item.clone()));
         };
         let slot = match name {
             "apmask" => &mut ap,
             "aqmask" => &mut aq,
-            _ => bail!("unknown attribute '{name}' in '{item}' (expected apmask or aqmask)"),
+            _ => {
+                return Err(AssignError::UnknownAttribute {
+                    name: name.into(),
+                    item: item.clone(),
+                });
+            }
         };
         if slot.is_some() {
-            bail!("{name} is given twice");
+            return Err(AssignError::Twice(name.into()));
         }
-        *slot =
-            Some(chzdev::parse(value).with_context(|| format!("invalid {name} value '{value}'"))?);
+        *slot = Some(
+            chzdev::parse(value).map_err(|source| AssignError::InvalidValue {
+                name: name.into(),
+                value: value.into(),
+                source,
+            })?,
+        );
     }
     Ok((ap, aq))
 }
@@ -239,7 +387,13 @@ fn with_lock<T>(root: &Root, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::R
 }
 
 fn set_cmd(root: &Root, a: &SetArgs) -> anyhow::Result<i32> {
-    let (apmask, aqmask) = parse_assignments(&a.assignments)?;
+    let (apmask, aqmask) = match parse_assignments(&a.assignments) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("nodedev-helper: {e}");
+            return Ok(e.exit() as i32);
+        }
+    };
     if apmask.is_none() && aqmask.is_none() && a.remove.is_empty() {
         bail!("nothing to do: give apmask=VALUE and/or aqmask=VALUE, or --remove");
     }
@@ -278,7 +432,7 @@ fn set_cmd(root: &Root, a: &SetArgs) -> anyhow::Result<i32> {
                 eprintln!("{c}");
             }
             eprintln!("nodedev-helper: nothing changed");
-            return Ok(1);
+            return Ok(SetExit::Conflict as i32);
         }
         if a.dry_run {
             for l in describe_plan(&p) {
@@ -438,6 +592,27 @@ mod tests {
         );
     }
 
+    /// What `lszdev -t ap` (s390-tools 2.40) prints for this state, byte for byte; the
+    /// side-by-side test compares against the real tool on every run.
+    #[test]
+    fn lszdev_layouts() {
+        let s = MaskState {
+            active: vfio_ap::Masks {
+                apmask: without(2),
+                aqmask: Mask::FULL,
+            },
+            persistent: PersistentMasks::default(),
+        };
+        assert_eq!(
+            render_lszdev(&s, true),
+            "DEVICE TYPE ap\n  Description        : Cryptographic Adjunct Processor (AP) device\n  Modules            : ap\n  Active             : yes\n  Persistent         : yes\n\n  ATTRIBUTE  ACTIVE       PERSISTENT\n  apmask     \"0-1,3-255\"  -\n  aqmask     \"0-255\"      -\n"
+        );
+        assert_eq!(
+            render_pairs(&s, true),
+            "TYPE=\"ap\"\nDESCRIPTION=\"Cryptographic Adjunct Processor (AP) device\"\nMODULES=\"ap\"\nACTV=\"yes\"\nPERS=\"yes\"\nATTRIBUTE=\"apmask\" ACTIVE=\"0-1,3-255\" PERSISTENT=\"\"\nATTRIBUTE=\"aqmask\" ACTIVE=\"0-255\" PERSISTENT=\"\"\n"
+        );
+    }
+
     #[test]
     fn assignments_errors() {
         let e = parse_assignments(&["apmask=5-3".into()]).unwrap_err();
@@ -447,8 +622,10 @@ mod tests {
         );
         let e = parse_assignments(&["apmask=1".into(), "apmask=2".into()]).unwrap_err();
         assert_eq!(e.to_string(), "apmask is given twice");
+        assert_eq!(e.exit(), SetExit::InvalidValue);
         let e = parse_assignments(&["admask=1".into()]).unwrap_err();
         assert!(e.to_string().starts_with("unknown attribute 'admask'"));
+        assert_eq!(e.exit(), SetExit::UnknownAttribute);
         let e = parse_assignments(&["apmask".into()]).unwrap_err();
         assert!(e.to_string().contains("is not apmask=VALUE"));
     }

@@ -135,7 +135,7 @@ fn the_kernel_refuses_what_we_call_a_conflict() {
             .unwrap(),
     );
     let o = h.run(&["ap", "set", "--active", "apmask=+2"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(9));
     assert!(
         ap_host::stderr(&o).contains(&format!("apmask conflicts with mdev {u} APQN 2.43")),
         "{}",

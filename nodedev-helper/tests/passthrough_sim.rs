@@ -103,7 +103,7 @@ fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
 
     // the seed's refused change, now against a real (simulated) active device
     let o = run(dir.path(), &["ap", "set", "apmask=+2", "aqmask=+43"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(9));
     let out = text(&o);
     assert!(
         out.contains(&format!("apmask conflicts with mdev {NEW} APQN 2.43")),
