@@ -17,6 +17,8 @@
 //! - `get attributes`: the active device as mdevctl attributes (`[]` when empty, nothing when
 //!   inactive — ap-check prints `[{}]`, spec "Defects").
 //! - `live modify`: checks the new matrix like `start` and writes it to `ap_config` at once.
+//! - warnings of `pre define|modify` also go to the system log ([`crate::syslog`]): libvirt
+//!   discards a successful callout's stderr, so `virsh nodedev-define` users see them only there.
 //! - `pre` takes the s390-tools AP configuration lock for mdevctl (our parent) and `post`
 //!   releases it; a rejected or failed `pre` releases it again ([`crate::lock`]).
 //!
@@ -515,6 +517,16 @@ pub fn run_invocation(
             match result {
                 Ok(report) => {
                     say(err, &report.render());
+                    // libvirt discards a successful define's stderr: keep the warnings
+                    if matches!(action, "define" | "modify") {
+                        let log = crate::syslog::Syslog::new(root, crate::syslog::IDENT);
+                        for w in &report.warnings {
+                            log.log(
+                                crate::syslog::Severity::Warning,
+                                &format_args!("mdev {}: {w}", inv.uuid),
+                            );
+                        }
+                    }
                     if report.ok() {
                         Ok(Exit::Ok as i32)
                     } else {

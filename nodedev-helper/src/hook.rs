@@ -19,10 +19,8 @@
 //! for it at most `--timeout` seconds before killing its whole process group.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::fs;
 use std::io::{self, IsTerminal, Read, Seek, Write};
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -34,6 +32,7 @@ use crate::apmask::Apqn;
 use crate::mdev;
 use crate::root::Root;
 use crate::sysfs::{self, FileError, HostError};
+pub use crate::syslog::{Severity, Syslog};
 use crate::vfio_ap;
 
 /// Arguments exactly as libvirt passes them to a qemu hook.
@@ -297,40 +296,8 @@ pub fn vfio_ap_hostdevs(guest: &str, xml: &[u8]) -> Result<Vec<VfioApHostdev>, H
     Ok(out)
 }
 
-/// Best-effort syslog: one datagram to `<root>/dev/log` (journald and rsyslog both listen
-/// there). No libc `syslog()`: a plain socket needs no unsafe code and follows `--root`, which
-/// lets tests read what the hook logs.
-pub struct Syslog {
-    socket: PathBuf,
-}
-
-/// syslog severities we use (facility daemon).
-#[derive(Debug, Clone, Copy)]
-pub enum Severity {
-    Err = 3,
-    Warning = 4,
-    Info = 6,
-    Debug = 7,
-}
-
-impl Syslog {
-    pub fn new(root: &Root) -> Self {
-        Syslog {
-            socket: root.path("dev/log"),
-        }
-    }
-    pub fn log(&self, sev: Severity, msg: &dyn fmt::Display) {
-        const DAEMON: u8 = 3 << 3;
-        let line = format!(
-            "<{}>nodedev-helper-hook[{}]: {msg}",
-            DAEMON | sev as u8,
-            std::process::id()
-        );
-        if let Ok(s) = UnixDatagram::unbound() {
-            let _ = s.send_to(line.as_bytes(), &self.socket);
-        }
-    }
-}
+/// The hook's messages go to the system log tagged `nodedev-helper-hook`.
+pub const SYSLOG_IDENT: &str = "nodedev-helper-hook";
 
 /// What the hook needs from the host, all below one [`Root`].
 pub struct Hook<'a> {
@@ -359,7 +326,7 @@ impl<'a> Hook<'a> {
             root,
             mdevctl: None,
             timeout: Duration::from_secs(60),
-            log: Syslog::new(root),
+            log: Syslog::new(root, SYSLOG_IDENT),
         }
     }
 

@@ -33,5 +33,6 @@ pub mod mdev;
 pub mod passthrough;
 pub mod root;
 pub mod sysfs;
+pub mod syslog;
 pub mod udev_rule;
 pub mod vfio_ap;

@@ -100,6 +100,21 @@ RUN{builtin}+="kmod load vfio_ap"
 LABEL="end_ap"
 EOF
 [ -e /dev/stdin ] || fail "/dev/stdin missing (libvirt passes the device JSON through it)"
+# the system log: a datagram socket at /dev/log, in an overlay of /dev (nothing is created in
+# the host's devtmpfs); libudev listens to udev events only where /dev is a devtmpfs or
+# /run/udev/control exists
+mkdir -p "$W/dev-upper" "$W/dev-work" /run/udev
+mount -t overlay vhk-dev -o "lowerdir=/dev,upperdir=$W/dev-upper,workdir=$W/dev-work" /dev
+: > /run/udev/control
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind("/dev/log")
+out = open(sys.argv[1], "a", buffering=1)
+print("ready", flush=True)
+while True: out.write(s.recv(8192).decode(errors="replace") + "\n")
+' "$W/syslog" > "$W/syslog.ready" &
+for _ in $(seq 100); do [ -s "$W/syslog.ready" ] && break; sleep 0.02; done
+[ -S /dev/log ] || fail "syslog listener did not start"
 drv=$(ls -d /usr/lib/*/libvirt/connection-driver | head -n1)
 ln -s "$drv/libvirt_driver_nodedev.so" "$W/drivers/"
 ln -s "$MDEVCTL" "$W/bin/mdevctl"
@@ -129,6 +144,10 @@ $OUT";; esac; }
 is()      { [ "$OUT" = "$1" ] || fail "output of the last virsh is not '$1':
 $OUT"; }
 cfg()     { cat "/etc/mdevctl.d/matrix/$1" 2>/dev/null || echo none; }
+# logged MESSAGE: a line of the system log carries MESSAGE from the callout (tag nodedev-helper)
+logged()  { grep -F -q -- "$1" "$W/syslog" && grep -F -- "$1" "$W/syslog" | grep -q '^<28>nodedev-helper\[' \
+              || fail "the system log lacks '$1':
+$(cat "$W/syslog")"; }
 cfg_start() { sed -n 's/.*"start": *"\([a-z]*\)".*/\1/p' "/etc/mdevctl.d/matrix/$1" 2>/dev/null || echo none; }
 sim_matrix() { local f=/sys/devices/vfio_ap/matrix/$1/matrix; if [ -e "$f" ]; then paste -sd, "$f"; else echo inactive; fi; }
 [ "$(sim_matrix x)" = inactive ] || fail "sim_matrix of a missing device"
@@ -191,6 +210,9 @@ has "<attr name='assign_adapter' value='2'/>"; has "<attr name='assign_domain' v
 # ---- refusals, each reaching the virsh user with our message and changing nothing
 xml b.xml "$U2" 2 43
 define b.xml; B=$NAME                        # manual start: a conflict is only a warning
+# libvirt threw the callout's stderr away; the warning is in the system log
+case "$OUT$ERR" in *warning*) fail "virsh showed the define warning after all: $OUT $ERR";; esac
+logged "mdev $U2: warning: APQN 2.43 is defined for autostart by $U1"
 refused "APQN 2.43 is defined for autostart by $U1" nodedev-autostart "$B"
 [ "$(cfg_start "$U2")" = manual ] || fail "refused autostart changed the config"
 refused "APQN 2.43 already in use by $U1" nodedev-start "$B"
@@ -215,6 +237,7 @@ ok nodedev-undefine "$C"
 
 xml c.xml "$U3" 3 44
 define c.xml; C=$NAME
+logged "mdev $U3: warning: APQN 3.44 is not defined for vfio_ap-passthrough use by the persistent ap bus mask settings"
 refused "APQN 3.44 is not defined for vfio_ap-passthrough use by the persistent ap bus mask settings" nodedev-autostart "$C"
 [ "$(cfg_start "$U3")" = manual ] || fail "refused autostart changed the config"
 ok nodedev-start "$C"                        # the active masks give adapter 3 away
