@@ -1,4 +1,4 @@
-# storage-align (issue 6): right-aligned partitions for libvirt disk pools.
+# storage-align: right-aligned partitions for libvirt disk pools (doc/storage.md).
 #
 #   cargo test -p storage-align   unit + property tests, and the real binary against real
 #                                 parted on sparse image files (needs parted: deps group storage)

@@ -5,7 +5,7 @@
 //! * [`Mode::Libvirt`] transcribes `virStorageBackendDiskPartBoundaries`
 //!   (libvirt `src/storage/storage_backend_disk.c`) operation for operation, with `u64`
 //!   wrap-around where C's `unsigned long long` wraps. Its defects are kept on purpose so that
-//!   the result equals what `virsh vol-create-as` would create (see the spec, storage.md):
+//!   the result equals what `virsh vol-create-as` would create (doc/storage.md, "defects"):
 //!   a whole cylinder wasted when the capacity is a multiple of the cylinder size, an extent
 //!   exactly large enough rejected (`size > needed`), logical partitions up to 512 bytes short,
 //!   512 hard-coded as the sector size, and a free extent starting at byte 0 moved to 512.
@@ -768,8 +768,8 @@ mod tests {
         }
 
         #[test]
-        fn libvirt_is_the_seed_derivation((cyl, free, _used) in arb_layout(), cap in 1u64..300_000) {
-            // the blog seed's closed form: e = s + c + r - (s mod l) - 1, plus l if s mod l > r
+        fn libvirt_is_the_closed_form((cyl, free, _used) in arb_layout(), cap in 1u64..300_000) {
+            // doc/storage.md's closed form: e = s + c + r - (s mod l) - 1, plus l if s mod l > r
             let r = req(Mode::Libvirt, Label::Dos, cyl, cap, PartType::Primary);
             if let Ok(p) = plan(&r, &free) {
                 let s = p.start;

@@ -1,10 +1,16 @@
 //! The `storage-align` command line (parsed by src/main.rs), here so that tools can see it
 //! without running it: the shell completions (packaging/completions) are generated from
-//! [`command`].
+//! [`command`]. Values are parsed by clap's value parsers (sizes, geometries, labels, free
+//! extents), so a malformed one is a usage error (status 2) naming the option.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::boundary::{Extent, ExtentKind, Label, Mode, PartType};
+use crate::geometry::Geometry;
+use crate::placement::{Options, StartGrain};
+use crate::size::parse_size;
 
 /// Shown after the options of every `--help` (sizes, modes, exit status, examples).
 pub const AFTER_HELP: &str = "\
@@ -26,7 +32,7 @@ MODES
 
 EXIT STATUS
     0 success, 1 error (no space, no label, busy device, parted failure, bad input),
-    2 usage error.
+    2 usage error (also a malformed size, geometry, label or extent).
 
 EXAMPLES
     storage-align plan --label dos --geometry 255,63 --free 32256-1073741824 --capacity 1G
@@ -45,8 +51,18 @@ EXAMPLES
 #[derive(Parser, Debug)]
 #[command(name = "storage-align", version, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// Host root: sysfs is read below DIR/sys (the device's I/O limits for --align-start
+    /// optimal) instead of /sys.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+impl Cli {
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,19 +80,19 @@ pub enum Cmd {
         #[command(flatten)]
         common: Common,
         /// Disk label: dos (msdos), gpt, dvh, mac, bsd, pc98, sun, lvm2.
-        #[arg(long, value_name = "LABEL")]
-        label: Option<String>,
+        #[arg(long, value_name = "LABEL", value_parser = parse_label)]
+        label: Option<Label>,
         /// Bytes per cylinder (heads × sectors × sector size).
-        #[arg(long, value_name = "BYTES", conflicts_with = "geometry")]
-        cylinder_size: Option<String>,
+        #[arg(long, value_name = "BYTES", conflicts_with = "geometry", value_parser = parse_size_arg)]
+        cylinder_size: Option<u64>,
         /// BIOS geometry as parted reports it, optionally with the logical sector size
         /// (default 512); cylinder = HEADS × SECTORS × SECTOR_SIZE (libvirt mode: × 512).
         #[arg(long, value_name = "HEADS,SECTORS[,SECTOR_SIZE]")]
-        geometry: Option<String>,
+        geometry: Option<Geometry>,
         /// A free extent START-END in bytes (START inclusive, END exclusive); `:logical` marks
         /// space inside the extended partition. Repeat for each extent, in disk order.
-        #[arg(long = "free", value_name = "START-END[:logical]")]
-        free: Vec<String>,
+        #[arg(long = "free", value_name = "START-END[:logical]", value_parser = parse_free)]
+        free: Vec<Extent>,
     },
     /// Create the partition on DEVICE with parted, then read the table back to verify it.
     #[command(after_help = AFTER_HELP)]
@@ -120,8 +136,8 @@ pub enum Cmd {
 #[derive(clap::Args, Debug)]
 pub struct Common {
     /// Requested capacity (see SIZES).
-    #[arg(long, value_name = "SIZE")]
-    pub capacity: String,
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub capacity: u64,
     /// Partition type (dos only). Default: chosen like libvirt (primary, or logical when four
     /// primary/extended partitions exist); without DEVICE, primary.
     #[arg(long = "type", value_enum, value_name = "TYPE")]
@@ -160,11 +176,52 @@ pub enum AlignArg {
     Optimal,
 }
 
-impl ModeArg {
-    /// `--mode libvirt`.
-    pub fn is_libvirt(self) -> bool {
-        matches!(self, ModeArg::Libvirt)
+impl Common {
+    /// What the options ask for, in the engine's terms.
+    pub fn options(&self) -> Options {
+        Options {
+            capacity: self.capacity,
+            mode: match self.mode {
+                ModeArg::Libvirt => Mode::Libvirt,
+                ModeArg::Exact => Mode::Exact,
+            },
+            part_type: self.part_type.map(|t| match t {
+                TypeArg::Primary => PartType::Primary,
+                TypeArg::Logical => PartType::Logical,
+                TypeArg::Extended => PartType::Extended,
+            }),
+            align_start: self.align_start.map(|a| match a {
+                AlignArg::Cylinder => StartGrain::Cylinder,
+                AlignArg::OneMiB => StartGrain::OneMiB,
+                AlignArg::Optimal => StartGrain::Optimal,
+            }),
+        }
     }
+}
+
+/// Value parser for sizes (see SIZES).
+fn parse_size_arg(v: &str) -> Result<u64, String> {
+    parse_size(v).map_err(|e| e.to_string())
+}
+
+fn parse_label(v: &str) -> Result<Label, String> {
+    Label::parse(v).map_err(|e| e.to_string())
+}
+
+/// Value parser for `--free START-END[:logical]`.
+fn parse_free(v: &str) -> Result<Extent, String> {
+    let (range, kind) = match v.strip_suffix(":logical") {
+        Some(r) => (r, ExtentKind::Logical),
+        None => (v, ExtentKind::Normal),
+    };
+    let (a, b) = range
+        .split_once('-')
+        .ok_or_else(|| format!("{v:?}: expected START-END[:logical]"))?;
+    Ok(Extent {
+        start: parse_size_arg(a)?,
+        end: parse_size_arg(b)?,
+        kind,
+    })
 }
 
 /// The `clap::Command` the binary parses with (for completions).

@@ -285,7 +285,7 @@ fn clear_errors_and_nothing_changed() {
 
 #[test]
 fn plan_from_explicit_input() {
-    // the spec's classic geometry: 255 × 63 × 512
+    // the classic disk geometry: 255 × 63 × 512
     let v = json_ok(&[
         "plan",
         "--label",
@@ -379,15 +379,44 @@ fn plan_rejects_bad_input() {
             vec!["--free", "5000-9000", "--free", "0-4000", "--capacity", "1"],
             "unsorted",
         ),
-        (vec!["--free", "0-1000", "--capacity", "1.5G"], "1.5G"),
-        (vec!["--free", "0-1000", "--capacity", "1X"], "unknown unit"),
-        (vec!["--free", "nonsense", "--capacity", "1"], "START-END"),
     ] {
         let mut a = vec!["plan", "--label", "dos", "--geometry", "4,32"];
         a.extend(args);
         let e = err(&a);
         assert!(e.contains(needle), "{a:?}: {e}");
         assert!(e.starts_with("storage-align: "), "{e}");
+    }
+    // malformed values are usage errors (status 2), caught by the option's value parser,
+    // which names the option and the value
+    for (args, option, needle) in [
+        (vec!["--capacity", "1.5G"], "--capacity", "1.5G"),
+        (vec!["--capacity", "1X"], "--capacity", "unknown unit"),
+        (vec!["--free", "nonsense"], "--free", "START-END"),
+        (vec!["--free", "0-1Q"], "--free", "unknown unit"),
+        (vec!["--geometry", "255"], "--geometry", "HEADS,SECTORS"),
+        (vec!["--geometry", "255,x"], "--geometry", "not a number"),
+        (
+            vec!["--cylinder-size", "big"],
+            "--cylinder-size",
+            "invalid size",
+        ),
+        (vec!["--label", "zfs"], "--label", "unknown disk label"),
+    ] {
+        let mut a = vec!["plan"];
+        for (o, v) in [
+            ("--capacity", "1"),
+            ("--free", "0-1000000"),
+            ("--label", "gpt"),
+        ] {
+            if o != option {
+                a.extend([o, v]);
+            }
+        }
+        a.extend(args);
+        let out = run(&a);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {e}");
+        assert!(e.contains(option) && e.contains(needle), "{a:?}: {e}");
     }
     let e = err(&[
         "plan",
@@ -401,16 +430,6 @@ fn plan_rejects_bad_input() {
         "1",
     ]);
     assert!(e.contains("cylinder size is zero"), "{e}");
-    let e = err(&[
-        "plan",
-        "--label",
-        "zfs",
-        "--free",
-        "0-1000000",
-        "--capacity",
-        "1",
-    ]);
-    assert!(e.contains("unknown disk label"), "{e}");
     let e = err(&[
         "plan",
         "--label",

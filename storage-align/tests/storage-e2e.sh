@@ -112,6 +112,27 @@ elif grep -q "is busy" <<<"$err" && [ "$(table "$G")" = "$before" ]; then ok "bu
 else bad "busy device: unexpected error: $err"; fi
 kill "$HOLDER"; wait "$HOLDER" 2>/dev/null || true; HOLDER=
 
+# --align-start optimal reads the device's I/O limits from sysfs: below --root (a fake tree
+# saying 4 MiB), or from STORAGE_ALIGN_SYSFS; a setuid copy run by nobody ignores the variable
+# and reads the real /sys (a loop device reports no optimal size: 1 MiB, as parted)
+new_loop opt 64M msdos; O=$LOOP; on=$(basename "$O")
+mkdir -p "$WORK/host/sys/block/$on/queue"
+echo 4194304 > "$WORK/host/sys/block/$on/queue/optimal_io_size"
+echo 0 > "$WORK/host/sys/block/$on/alignment_offset"
+start_of() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["start"])' "$1"; }
+optimal=(plan "$O" --capacity 1M --align-start optimal --json)
+if out=$("$BIN" --root "$WORK/host" "${optimal[@]}") && [ "$(start_of "$out")" = 4194304 ]; then
+  ok "--root: optimal start 4194304 from $WORK/host/sys/block/$on"
+else bad "--root: ${out:-failed}"; fi
+if out=$(STORAGE_ALIGN_SYSFS=$WORK/host/sys "$BIN" "${optimal[@]}") && [ "$(start_of "$out")" = 4194304 ]; then
+  ok "STORAGE_ALIGN_SYSFS: optimal start 4194304"
+else bad "STORAGE_ALIGN_SYSFS: ${out:-failed}"; fi
+chmod 755 "$WORK"; install -m 4755 "$BIN" "$WORK/storage-align-setuid"
+if out=$(runuser -u nobody -- env STORAGE_ALIGN_SYSFS="$WORK/host/sys" "$WORK/storage-align-setuid" "${optimal[@]}") \
+   && [ "$(start_of "$out")" = 1048576 ]; then
+  ok "setuid: STORAGE_ALIGN_SYSFS ignored, optimal start 1048576 from /sys"
+else bad "setuid: ${out:-failed}"; fi
+
 echo "== against libvirt's own disk pool (rig $RIG_NAME)"
 if ! RIG_DOMAIN_MODE=none RIG_SSH=0 RIG_CHECK=0 RIG_NSS=debian RIG_IPV6=0 $RIG up > "$WORK/rig.log" 2>&1; then
   cat "$WORK/rig.log" >&2; bad "rig up failed"; echo "storage-e2e: $pass passed, $fail failed"; exit 1
