@@ -16,6 +16,7 @@ use crate::apmask::{Apqn, Mask};
 use crate::bindings::{self, WaitOutcome};
 use crate::chzdev::{self, MaskSpec};
 use crate::inventory;
+use crate::journal;
 use crate::masks::{self, ApplyError, MaskState, Plan, Request, quoted};
 use crate::mdev;
 use crate::root::Root;
@@ -93,6 +94,25 @@ enum Command {
         #[arg(long, value_name = "S", default_value_t = 30.0)]
         timeout: f64,
     },
+    /// Finish or undo a mask change that was interrupted (killed, power loss, full disk).
+    #[command(long_about = "Finish or undo a mask change that was interrupted.
+
+        Every change of `ap set` (and of `passthrough`) is recorded in         /run/nodedev-helper/ap-change.journal before its first write and the record is removed         after its last one. A record left by a process that no longer runs means the host may         be anywhere between the old and the new masks; `ap show`, `ap list` and `ap set` say         so, and `ap set` refuses to change anything until this command finishes the change         (--finish: the recorded new masks) or undoes it (--undo: the recorded old masks).         Conflicts with mdevs are checked as for `ap set`. Without a record it does nothing.")]
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct RecoverArgs {
+    /// Apply the recorded new masks (what the interrupted command was doing).
+    #[arg(long)]
+    finish: bool,
+    /// Restore the recorded old masks (as if the interrupted command had not run).
+    #[arg(long)]
+    undo: bool,
+    /// Show what would be written, write nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
 }
 
 /// `ap show --format`.
@@ -131,6 +151,94 @@ pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
         Command::Set(a) => set_cmd(root, a),
         Command::List { json } => list(root, *json),
         Command::WaitBindings { timeout } => wait_bindings(root, *timeout),
+        Command::Recover(a) => recover(root, a),
+    }
+}
+
+/// Says on stderr when an interrupted change is recorded (`show`, `list`).
+fn report_interrupted(root: &Root) -> anyhow::Result<()> {
+    if let Some(i) = journal::interrupted(root)? {
+        eprintln!("{}", vfio_ap::warning(&i));
+    }
+    Ok(())
+}
+
+/// `ap recover --finish|--undo`.
+fn recover(root: &Root, a: &RecoverArgs) -> anyhow::Result<i32> {
+    let run = || -> anyhow::Result<i32> {
+        let Some(i) = journal::interrupted(root)? else {
+            println!("no interrupted AP mask change is recorded: nothing to do");
+            return Ok(0);
+        };
+        eprintln!("nodedev-helper: {i}");
+        let j = i.journal;
+        fn pick<T>(finish: bool, (before, after): (T, T)) -> T {
+            if finish { after } else { before }
+        }
+        let target_active: Option<vfio_ap::Masks> = j.active.map(|c| pick(a.finish, c));
+        let target_persistent: Option<PersistentMasks> = j.persistent.map(|c| pick(a.finish, c));
+        let absolute = |m: Option<Mask>| m.map(MaskSpec::Absolute);
+        let req = Request {
+            apmask: absolute(target_active.map(|m| m.apmask)),
+            aqmask: absolute(target_active.map(|m| m.aqmask)),
+            active: target_active.is_some(),
+            persistent: false,
+            ..Request::default()
+        };
+        let state = masks::read_state(root)?;
+        let active = mdev::active(root)?;
+        let (defined, bad) = mdev::defined(root)?;
+        for w in &bad {
+            eprintln!("{}", vfio_ap::warning(w));
+        }
+        let mut p = masks::plan(&req, &state, &active, &defined);
+        if let Some(t) = target_persistent {
+            // the persistent side as recorded, with its conflicts (an absolute mask, or the
+            // removal of a rule line)
+            let preq = Request {
+                apmask: absolute(t.apmask),
+                aqmask: absolute(t.aqmask),
+                persistent: true,
+                remove_apmask: t.apmask.is_none(),
+                remove_aqmask: t.aqmask.is_none(),
+                ..Request::default()
+            };
+            let pp = masks::plan(&preq, &state, &active, &defined);
+            p.persistent = pp.persistent;
+            p.conflicts.extend(pp.conflicts);
+            p.warnings.extend(pp.warnings);
+        }
+        for w in &p.warnings {
+            eprintln!("{}", vfio_ap::warning(w));
+        }
+        if !p.conflicts.is_empty() {
+            for c in &p.conflicts {
+                eprintln!("{c}");
+            }
+            eprintln!("nodedev-helper: nothing changed; the record stays");
+            return Ok(1);
+        }
+        if a.dry_run {
+            for l in describe_plan(&p) {
+                println!("dry run: {l}");
+            }
+            println!("dry run: nothing written");
+            return Ok(0);
+        }
+        let done = masks::execute_recorded(root, &p)?;
+        for l in done.lines {
+            println!("{l}");
+        }
+        println!(
+            "interrupted change {}",
+            if a.finish { "finished" } else { "undone" }
+        );
+        Ok(0)
+    };
+    if a.dry_run {
+        run()
+    } else {
+        with_lock(root, run)
     }
 }
 
@@ -231,6 +339,7 @@ pub fn render_pairs(s: &MaskState, bus_present: bool) -> String {
 }
 
 fn show(root: &Root, format: ShowFormat) -> anyhow::Result<i32> {
+    report_interrupted(root)?;
     let s = masks::read_state(root)?;
     let bus_present = root.ap_bus().is_dir();
     if format == ShowFormat::Lszdev {
@@ -417,6 +526,11 @@ fn set_cmd(root: &Root, a: &SetArgs) -> anyhow::Result<i32> {
         }
     }
     let run = || -> anyhow::Result<i32> {
+        if let Some(i) = journal::interrupted(root)? {
+            eprintln!("nodedev-helper: {i}");
+            eprintln!("nodedev-helper: nothing changed");
+            return Ok(SetExit::Failed as i32);
+        }
         let state = masks::read_state(root)?;
         let active = mdev::active(root)?;
         let (defined, bad) = mdev::defined(root)?;
@@ -472,6 +586,7 @@ fn set_cmd(root: &Root, a: &SetArgs) -> anyhow::Result<i32> {
 // list
 
 fn list(root: &Root, json: bool) -> anyhow::Result<i32> {
+    report_interrupted(root)?;
     let cards = inventory::cards(root)?;
     let state = masks::read_state(root)?;
     let eff = vfio_ap::persistent_masks(root)?;

@@ -3,7 +3,8 @@
 //! - [`callout`]: the mdevctl callout that validates `vfio_ap-passthrough` devices
 //!   (replaces s390-tools' `ap-check`);
 //! - [`ap`]: AP bus masks, persistent udev rule, crypto inventory (replaces `chzdev/lszdev -t ap`),
-//!   over the mask engine [`masks`] and the bindings wait [`bindings`];
+//!   over the mask engine [`masks`], its change record [`journal`] and the bindings wait
+//!   [`bindings`];
 //! - [`passthrough`]: one-command crypto passthrough to a guest;
 //! - [`hook`]: the libvirt qemu hook for guests with vfio-ap hostdevs.
 //!
@@ -27,6 +28,7 @@ pub mod dirscan;
 pub mod echo;
 pub mod hook;
 pub mod inventory;
+pub mod journal;
 pub mod lock;
 pub mod masks;
 pub mod mdev;

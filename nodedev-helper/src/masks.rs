@@ -7,8 +7,11 @@
 //! the persistent side is touched (chzdev ignores them); manual-start devices that a change
 //! would make unstartable are warned about.
 
+use std::path::PathBuf;
+
 use crate::apmask::{Apqn, Mask};
 use crate::chzdev::MaskSpec;
+use crate::journal;
 use crate::mdev::{ActiveMdev, DefinedMdev};
 use crate::root::Root;
 use crate::sysfs;
@@ -208,93 +211,172 @@ pub enum ApplyError {
         source: sysfs::FileError,
         rolled_back: Vec<String>,
     },
+    /// The rule could not be written; `state` says what the active side is now.
+    #[error("{source}; {state}")]
+    Persistent {
+        source: udev_rule::RuleError,
+        state: String,
+    },
+    #[error("cannot record the change before making it, nothing changed: {0}")]
+    Journal(sysfs::FileError),
+    #[error("{0}")]
+    Interrupted(Box<journal::Interrupted>),
     #[error(transparent)]
-    Persistent(#[from] udev_rule::RuleError),
+    State(#[from] sysfs::HostError),
 }
 
 impl ApplyError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             ApplyError::Active { source, .. } => source.raw_os_error(),
-            ApplyError::Persistent(_) => None,
+            _ => None,
         }
     }
 }
 
-/// Writes the active masks (all removals first, then all additions, so that an APQN moving
-/// between adapter and domain never passes through a state the kernel refuses), then the
-/// persistent rule. A kernel error stops before the rule and undoes earlier mask writes.
+/// The writes that take one active side from `before` to `after`: all removals first, then
+/// all additions, so that an APQN moving between adapter and domain never passes through a
+/// state the kernel refuses. `(0, m)` writes apmask, `(1, m)` aqmask.
+fn steps(before: [Mask; 2], after: [Mask; 2]) -> Vec<(usize, Mask)> {
+    let mut steps = Vec::new();
+    for i in 0..2 {
+        let removed = before[i].and(after[i]);
+        if removed != before[i] {
+            steps.push((i, removed));
+        }
+    }
+    for i in 0..2 {
+        let last = steps
+            .iter()
+            .rev()
+            .find(|s| s.0 == i)
+            .map_or(before[i], |s| s.1);
+        if after[i] != last {
+            steps.push((i, after[i]));
+        }
+    }
+    steps
+}
+
+/// Writes `steps`; on the first error stops and returns it with the index of the failed step.
+fn write_steps(paths: &[PathBuf; 2], steps: &[(usize, Mask)]) -> Result<(), sysfs::FileError> {
+    for (i, m) in steps {
+        sysfs::write_attr(&paths[*i], &m.to_string())?;
+    }
+    Ok(())
+}
+
+/// Executes `plan` (the caller holds the AP configuration lock). Refuses while an interrupted
+/// change is recorded ([`journal`]): it must be finished or undone first.
 pub fn execute(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
+    if let Some(i) = journal::interrupted(root)? {
+        return Err(ApplyError::Interrupted(Box::new(i)));
+    }
+    execute_recorded(root, plan)
+}
+
+/// Records the change ([`journal::begin`]), writes the active masks (in [`steps`] order),
+/// then the persistent rule, and removes the record. A kernel error stops before the rule and
+/// undoes earlier mask writes; a rule that cannot be written (a full /etc) rolls the active
+/// side back, so that the host is either changed on both sides or on neither. Only when a
+/// rollback itself fails does the record stay, and the error says what the host has now.
+/// Used directly by `ap recover`, which replaces the interrupted record.
+pub fn execute_recorded(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
     let mut lines = Vec::new();
-    if let Some(c) = plan.active {
-        let paths = [root.ap_bus().join("apmask"), root.ap_bus().join("aqmask")];
+    let active = plan.active.filter(|c| c.before != c.after);
+    let persistent = plan.persistent.filter(|(o, n)| o != n);
+    if active.is_none() && persistent.is_none() {
+        // nothing to write; for `ap recover` of a change killed after its last write this
+        // is where its record goes
+        journal::end(root).map_err(|e| ApplyError::State(e.into()))?;
+        return Ok(Applied { lines });
+    }
+    let record = journal::Journal::now(active.map(|c| (c.before, c.after)), persistent);
+    journal::begin(root, &record).map_err(ApplyError::Journal)?;
+    let paths = [root.ap_bus().join("apmask"), root.ap_bus().join("aqmask")];
+    let names = ["apmask", "aqmask"];
+    if let Some(c) = active {
         let before = [c.before.apmask, c.before.aqmask];
         let after = [c.after.apmask, c.after.aqmask];
-        let mut steps = Vec::new();
-        for i in 0..2 {
-            let removed = before[i].and(after[i]);
-            if removed != before[i] {
-                steps.push((i, removed));
-            }
-        }
-        for i in 0..2 {
-            let last = steps
-                .iter()
-                .rev()
-                .find(|s| s.0 == i)
-                .map_or(before[i], |s| s.1);
-            if after[i] != last {
-                steps.push((i, after[i]));
-            }
-        }
         let mut written: Vec<usize> = Vec::new();
-        for (i, m) in &steps {
-            if let Err(source) = sysfs::write_attr(&paths[*i], &m.to_string()) {
+        for (i, m) in steps(before, after) {
+            if let Err(source) = sysfs::write_attr(&paths[i], &m.to_string()) {
                 let mut rolled_back = Vec::new();
-                let mut undo: Vec<usize> = written.clone();
-                undo.dedup();
-                for j in undo {
+                let mut all_back = true;
+                for j in written {
                     if sysfs::write_attr(&paths[j], &before[j].to_string()).is_ok() {
                         rolled_back.push(paths[j].display().to_string());
+                    } else {
+                        all_back = false;
                     }
+                }
+                if all_back {
+                    let _ = journal::end(root);
                 }
                 return Err(ApplyError::Active {
                     source,
                     rolled_back,
                 });
             }
-            if !written.contains(i) {
-                written.push(*i);
+            if !written.contains(&i) {
+                written.push(i);
             }
         }
-        for (i, name) in ["apmask", "aqmask"].iter().enumerate() {
+        for i in 0..2 {
             if before[i] != after[i] {
                 lines.push(format!(
-                    "{name} active: \"{}\" -> \"{}\"",
+                    "{} active: \"{}\" -> \"{}\"",
+                    names[i],
                     before[i].ranges(),
                     after[i].ranges()
                 ));
             }
         }
     }
-    if let Some((old, new)) = plan.persistent {
-        if old != new {
-            udev_rule::write(root, &new)?;
-            for (name, o, n) in [
-                ("apmask", old.apmask, new.apmask),
-                ("aqmask", old.aqmask, new.aqmask),
-            ] {
-                if o != n {
-                    lines.push(format!(
-                        "{name} persistent: {} -> {} ({})",
-                        quoted(o),
-                        quoted(n),
-                        root.ap_udev_rule().display()
-                    ));
+    if let Some((old, new)) = persistent {
+        if let Err(source) = udev_rule::write(root, &new) {
+            let state = match active {
+                None => {
+                    let _ = journal::end(root);
+                    "nothing changed".to_string()
                 }
+                Some(c) => {
+                    let before = [c.before.apmask, c.before.aqmask];
+                    let after = [c.after.apmask, c.after.aqmask];
+                    match write_steps(&paths, &steps(after, before)) {
+                        Ok(()) => {
+                            let _ = journal::end(root);
+                            "the active masks were rolled back: nothing changed".to_string()
+                        }
+                        Err(e) => format!(
+                            "the active masks could not be rolled back ({e}) and may be the new \
+                             ones (apmask \"{}\", aqmask \"{}\") while the persistent ones are \
+                             the old; the change stays recorded in {}: run `nodedev-helper ap \
+                             recover --finish` or `--undo` once the cause is fixed",
+                            after[0].ranges(),
+                            after[1].ranges(),
+                            journal::path(root).display()
+                        ),
+                    }
+                }
+            };
+            return Err(ApplyError::Persistent { source, state });
+        }
+        for (name, o, n) in [
+            ("apmask", old.apmask, new.apmask),
+            ("aqmask", old.aqmask, new.aqmask),
+        ] {
+            if o != n {
+                lines.push(format!(
+                    "{name} persistent: {} -> {} ({})",
+                    quoted(o),
+                    quoted(n),
+                    root.ap_udev_rule().display()
+                ));
             }
         }
     }
+    journal::end(root).map_err(|e| ApplyError::State(e.into()))?;
     Ok(Applied { lines })
 }
 

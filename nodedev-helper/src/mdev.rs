@@ -60,6 +60,8 @@ const ATTRS: [(&str, IdKind, bool); 6] = [
 pub enum ConfigError {
     #[error("the device JSON is not valid UTF-8")]
     NotUtf8,
+    #[error("the device JSON is {0} bytes, more than the {CONFIG_MAX} an mdevctl device can be")]
+    TooLarge(usize),
     #[error("the device JSON is malformed: {0}")]
     Json(String),
     #[error("the device JSON is not an object")]
@@ -105,6 +107,15 @@ fn kind_of(v: &serde_json::Value) -> String {
 }
 
 impl DeviceConfig {
+    /// [`parse`](DeviceConfig::parse) of at most [`CONFIG_MAX`] bytes: what the callout reads
+    /// from stdin and from `/etc/mdevctl.d` (more is refused without parsing).
+    pub fn parse_bounded(bytes: &[u8]) -> Result<DeviceConfig, ConfigError> {
+        if bytes.len() > CONFIG_MAX {
+            return Err(ConfigError::TooLarge(bytes.len()));
+        }
+        DeviceConfig::parse(bytes)
+    }
+
     /// Parses mdevctl's device JSON. `start` defaults to manual when absent (as mdevctl
     /// itself does for a config without it); `attrs` defaults to none.
     pub fn parse(bytes: &[u8]) -> Result<DeviceConfig, ConfigError> {
@@ -536,7 +547,7 @@ pub fn read_config(path: &Path) -> Result<Option<DeviceConfig>, BadConfig> {
     };
     match sysfs::read_optional_bytes(path, CONFIG_MAX) {
         Ok(None) => Ok(None),
-        Ok(Some(bytes)) => DeviceConfig::parse(&bytes)
+        Ok(Some(bytes)) => DeviceConfig::parse_bounded(&bytes)
             .map(Some)
             .map_err(|e| bad(e.to_string())),
         Err(sysfs::FileError::Read { cause, .. }) | Err(sysfs::FileError::Write { cause, .. }) => {

@@ -111,10 +111,16 @@ pub fn parse(text: &str, path: &Path) -> Result<PersistentMasks, RuleError> {
         let value = quoted
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
-            .ok_or_else(|| err(format!("{name} value {quoted} is not a quoted string")))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "{name} value {} is not a quoted string",
+                    crate::echo::echo(quoted)
+                ))
+            })?;
         let mask = parse_kernel_hex(value).ok_or_else(|| {
             err(format!(
-                "{name} value \"{value}\" is not an absolute hex mask (0x and up to 64 hex digits)"
+                "{name} value \"{}\" is not an absolute hex mask (0x and up to 64 hex digits)",
+                crate::echo::echo(value)
             ))
         })?;
         let slot = if name == "apmask" {
