@@ -20,7 +20,7 @@ use crate::{ap, callout, hook, passthrough};
 )]
 pub struct Cli {
     /// Host root all paths are resolved below (sys/, etc/, run/). Default: `/`, or
-    /// MDEVCTL_ENV_ROOT when mdevctl sets it.
+    /// MDEVCTL_ENV_ROOT when mdevctl sets it. A setuid/setgid/capability run honours neither.
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
 

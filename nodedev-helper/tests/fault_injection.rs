@@ -154,7 +154,10 @@ fn sigkill_at_random_points_leaves_a_whole_change_or_a_record_to_finish_or_undo(
     );
     // on a loaded machine fewer fit in the time; some must have landed for the test to mean
     // anything
-    assert!(kills >= 10, "only {kills} kills landed in 40 s (seed {seed})");
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed in 40 s (seed {seed})"
+    );
     // leftovers: a completed run cleans the temporary files of killed ones, the lock has none
     assert!(ap(&h, &FORWARD).status.success());
     let temps = |dir: &str| -> Vec<String> {
