@@ -147,9 +147,13 @@ pub fn begin(root: &Root, j: &Journal) -> Result<(), FileError> {
     sysfs::write_atomic(&path(root), j.render().as_bytes(), 0o644)
 }
 
-/// Removes the record after the last write or a complete rollback.
+/// Removes the record after the last write or a complete rollback, and the temporary files
+/// of records whose writer was killed.
 pub fn end(root: &Root) -> Result<(), FileError> {
     let p = path(root);
+    if let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) {
+        sysfs::clean_stale_temps(dir, name);
+    }
     match std::fs::remove_file(&p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
