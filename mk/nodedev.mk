@@ -4,7 +4,8 @@
 # puts it. doc/nodedev-libvirt.md explains the host the test builds.
 #
 #   make check-nodedev   nodedev-helper/tests/nodedev-libvirt.sh with Debian's mdevctl 1.2 and
-#                        with mdevctl 1.4.0 (root, /dev/fuse)
+#                        with mdevctl 1.4.0, then `nodedev-helper doctor` on the simulator in
+#                        healthy and broken states (tests/doctor_sim.rs) (root, /dev/fuse)
 DEPS_GROUPS   += nodedev
 CHECK_TARGETS += check-nodedev
 
@@ -25,3 +26,4 @@ check-nodedev: mdevctl-1.4 nodedev-install
 	  AP_SIM=$(RELEASE_DIR)/ap-sim DEST=$(NODEDEV_DEST) NODEDEV_HELPER=$(RELEASE_DIR)/nodedev-helper \
 	    nodedev-helper/tests/nodedev-libvirt.sh $${m%:*} $${m##*:} || exit 1; \
 	done)
+	@$(call ap_sim_guarded,check-nodedev,$(CARGO) test -p nodedev-helper --test doctor_sim -- --ignored)

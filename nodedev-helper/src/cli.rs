@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::{ap, callout, hook, passthrough};
+use crate::{ap, callout, doctor, hook, passthrough};
 
 /// `nodedev-helper [--root DIR] callout|ap|passthrough|libvirt-hook ...`
 #[derive(Debug, Parser)]
@@ -38,6 +38,8 @@ pub enum Command {
     Passthrough(passthrough::Args),
     /// libvirt qemu hook (installed in /etc/libvirt/hooks/qemu.d/).
     LibvirtHook(hook::Args),
+    /// Check the crypto passthrough chain of this host; say what is missing and how to fix it.
+    Doctor(doctor::Args),
 }
 
 /// The `clap::Command` the binary parses with (for completions).

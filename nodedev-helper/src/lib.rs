@@ -6,7 +6,8 @@
 //!   over the mask engine [`masks`], its change record [`journal`] and the bindings wait
 //!   [`bindings`];
 //! - [`passthrough`]: one-command crypto passthrough to a guest;
-//! - [`hook`]: the libvirt qemu hook for guests with vfio-ap hostdevs.
+//! - [`hook`]: the libvirt qemu hook for guests with vfio-ap hostdevs;
+//! - [`doctor`]: checks the whole crypto passthrough chain of a host.
 //!
 //! [`vfio_ap`] owns the rules all of them apply (hwtype, who holds an APQN, the masks, the
 //! conflict sentences). Shared domain modules: [`root`] (one host root for every path),
@@ -25,6 +26,7 @@ pub mod callout;
 pub mod chzdev;
 pub mod cli;
 pub mod dirscan;
+pub mod doctor;
 pub mod echo;
 pub mod hook;
 pub mod inventory;

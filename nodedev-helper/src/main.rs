@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nodedev_helper::cli::{Cli, Command};
-use nodedev_helper::{ap, callout, hook, passthrough, root::Root};
+use nodedev_helper::{ap, callout, doctor, hook, passthrough, root::Root};
 
 fn main() -> ExitCode {
     // Installed as `00-nodedev-helper` in mdevctl's callout directory (or run as
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Ap(a) => ap::run(&root, a),
         Command::Passthrough(a) => passthrough::run(&root, a),
         Command::LibvirtHook(a) => hook::run(&root, a),
+        Command::Doctor(a) => doctor::run(&root, a),
     };
     finish(result)
 }

@@ -171,6 +171,18 @@ define() {  # define FILE -> NAME: the node device name virsh reports
   [ -n "$NAME" ] || fail "no device name in: $OUT"
 }
 
+# doctor CHECK STATUS [FIX]: `nodedev-helper doctor --json` against this libvirtd judges CHECK so
+doctor() {
+  local got
+  [ -x "${NODEDEV_HELPER:-}" ] || fail "NODEDEV_HELPER (the nodedev-helper binary) not set"
+  "$NODEDEV_HELPER" doctor --json --connect "$URI" > "$W/doctor.json" || true
+  got=$(python3 -c 'import json,sys
+c = {x["id"]: x for x in json.load(open(sys.argv[1]))["checks"]}[sys.argv[2]]
+print(c["status"], c.get("fix", ""))' "$W/doctor.json" "$1") || fail "doctor output: $(cat "$W/doctor.json")"
+  n=$((n + 1))
+  case "$got" in "$2"*"${3:-}"*) ;; *) fail "doctor says $1: $got (wanted $2 ${3:-})";; esac
+}
+
 if [ "$MODE" = novfio ]; then
   # a host where vfio_ap is not loaded: libvirt has no ap_matrix and refuses the parent
   ok nodedev-list --cap ap_matrix; is ""
@@ -178,6 +190,9 @@ if [ "$MODE" = novfio ]; then
   xml a.xml "$U1" 2 43
   refused "invalid parent device 'ap_matrix'" nodedev-define "$W/a.xml"
   [ "$(cfg "$U1")" = none ] || fail "a refused define left a config"
+  # what our doctor says about this host
+  doctor vfio_ap-loaded problem "modprobe vfio_ap"
+  doctor libvirt-ap_matrix problem "modprobe vfio_ap"
   echo "$n" > "$W/count"
   exit 0
 fi
@@ -190,6 +205,8 @@ is "$(printf 'ap_02_002b\nap_02_002c\nap_03_002b\nap_03_002c\nap_04_002b\nap_05_
 ok nodedev-dumpxml ap_matrix
 has "<type id='vfio_ap-passthrough'>"; has "<deviceAPI>vfio-ap</deviceAPI>"
 has "<availableInstances>65536</availableInstances>"
+doctor libvirt-ap_matrix ok
+doctor callout ok
 
 # ---- the good path: define, autostart, start, dumpxml, destroy, undefine
 xml a.xml "$U1" 2 43
