@@ -17,7 +17,7 @@ E2E_NSS_SO ?= $(RELEASE_DIR)/libnss_libvirt_guest.so
 # the rig prefers; plus the packages the rig needs when make check/demo has not installed them
 e2e-build:
 	@$(DEPS_SH) e2e nss
-	$(CARGO) build --release -p nss-libvirt-guest
+	$(CARGO) build --release -p nss-libvirt-guest -p nss-libvirt-guest-cli
 	$(MAKE) --no-print-directory nss-module
 
 rig-up: e2e-build

@@ -1,9 +1,11 @@
-# NSS module (nss-libvirt-guest/): libnss_libvirt.so.2 + libnss_libvirt_guest.so.2.
+# NSS module (nss-libvirt-guest/): libnss_libvirt.so.2 + libnss_libvirt_guest.so.2; its
+# diagnostic command nss-libvirt-guest is the package nss-libvirt-guest-cli (nss-libvirt-guest/cli).
 #
 #   make nss-module   $(RELEASE_DIR)/nss/libnss_libvirt{,_guest}.so.2, each with its own SONAME
 #   make check-nss    the tests that go through the host's glibc tools as root (getaddrinfo,
 #                     getent in a mount namespace, setuid as nobody, exports), the installed
-#                     names' SONAMEs, and the fuzz targets' build
+#                     names' SONAMEs, the module package's dependencies (libc, memchr only),
+#                     and the fuzz targets' build
 #   make bench-nss    Debian's libnss_libvirt{,_guest} against ours (part of `make bench`)
 DEPS_GROUPS   += nss
 CHECK_TARGETS += check-nss
@@ -32,6 +34,9 @@ check-nss: nss-module fuzz-nss
 	  [ "$$so" = "$$n" ] || { echo "check-nss: $(NSS_OUT)/$$n has SONAME '$$so'" >&2; exit 1; }; \
 	done; \
 	echo "check-nss: SONAMEs of $(NSS_OUT)/libnss_libvirt{,_guest}.so.2 are right"; \
+	deps=$$($(CARGO) tree -p nss-libvirt-guest -e normal,build --prefix none --depth 1 | sed 1d | awk '{print $$1}' | sort -u | tr '\n' ' '); \
+	[ "$$deps" = "libc memchr " ] || { echo "check-nss: nss-libvirt-guest depends on '$$deps', expected 'libc memchr ' (the CLI's dependencies belong to nss-libvirt-guest-cli)" >&2; exit 1; }; \
+	echo "check-nss: the module package depends on $${deps% } only"; \
 	echo "check-nss: passed in $$(( $$(date +%s) - start )) s"
 
 BENCH_TARGETS += bench-nss

@@ -5,9 +5,9 @@
 //! [`ffi`]); the logic lives in safe modules: [`json`] (bounded scanner), [`leases`] (the
 //! `.status`/`.macs` files), [`lookup`] (libvirt's matching rules, cache). The rules and
 //! the libvirt defects fixed here are in the project's spec (docs: README of this crate).
-//! [`cli`] is the diagnostic binary's command line (for its shell completions).
+//! The diagnostic command `nss-libvirt-guest` is its own package (`cli/`), so that this one,
+//! the module's, depends on libc (and memchr) only.
 
-pub mod cli;
 pub mod ffi;
 pub mod json;
 pub mod leases;

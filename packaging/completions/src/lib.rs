@@ -24,7 +24,7 @@ pub fn command(program: &str) -> Option<clap::Command> {
     Some(match program {
         "nodedev-helper" => nodedev_helper::cli::command(),
         "storage-align" => storage_align::cli::command(),
-        "nss-libvirt-guest" => nss_libvirt_guest::cli::command(),
+        "nss-libvirt-guest" => nss_libvirt_guest_cli::cli::command(),
         _ => return None,
     })
 }

@@ -12,10 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use nss_libvirt_guest::cli::{Cli, Cmd, Svc};
 use nss_libvirt_guest::lookup::{
     self, Answer, Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
 };
+use nss_libvirt_guest_cli::cli::{Cli, Cmd, Svc};
 use serde_json::{Value, json};
 
 fn now() -> i64 {

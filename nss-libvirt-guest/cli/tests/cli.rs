@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
     let o = Command::new(env!("CARGO_BIN_EXE_nss-libvirt-guest"))
         .current_dir(dir)
         .args(args)

@@ -1,7 +1,7 @@
 //! The command line of the `nss-libvirt-guest` diagnostic binary (src/main.rs), here so that
 //! tools can see it without running it: the shell completions (packaging/completions) are
-//! generated from [`command`]. Only the binary and those tools use it; the NSS entry points in
-//! [`crate::ffi`] never reach it, so the shared object carries none of it.
+//! generated from [`command`]. It lives in the command's package, not the module's: the NSS
+//! shared object carries none of it.
 
 use std::path::PathBuf;
 
