@@ -1,14 +1,14 @@
 //! `nodedev-helper ap show|set|list|wait-bindings`, run as the real binary over a fake host
-//! tree per test (plain files in a temp dir laid out like sysfs, spec/ap.md "Kernel sysfs").
-//! Kernel behaviour that plain files cannot show (EBUSY, how the kernel parses what is
-//! written) needs the AP bus simulator (ap-sim), which had not landed when these were written.
+//! tree per test (plain files laid out like sysfs, tests/support/host.rs). Kernel behaviour
+//! that plain files cannot show (EBUSY, how the kernel parses what is written) is tested
+//! against the AP bus simulator in ap_sim.rs and passthrough_sim.rs.
 
-mod ap_host;
+mod support;
 
 use std::fs;
 use std::process::Command;
 
-use ap_host::{FULL, Host, U1, U2, bin, stderr, testdata};
+use support::{FULL, Host, U1, U2, bin, golden, stderr, testdata};
 
 fn show_line(out: &str, name: &str) -> String {
     out.lines()
@@ -20,8 +20,8 @@ fn show_line(out: &str, name: &str) -> String {
 }
 
 #[test]
-fn seed_examples_verbatim() {
-    let h = Host::new();
+fn documented_mask_examples_verbatim() {
+    let h = Host::for_ap();
     let out = h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
     assert!(
         out.contains("apmask active: \"0-255\" -> \"0-1,3-255\""),
@@ -58,16 +58,14 @@ fn seed_examples_verbatim() {
 
 #[test]
 fn rule_is_golden() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
-    let got = h.read("etc/udev/rules.d/41-ap.rules");
-    let golden = testdata("41-ap.rules.golden");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        fs::write(&golden, &got).unwrap();
-    }
-    assert_eq!(got, fs::read_to_string(&golden).unwrap());
+    golden(
+        "ap/41-ap.rules.golden",
+        &h.read("etc/udev/rules.d/41-ap.rules"),
+    );
     // only the persistent apmask: the rule has no aqmask line
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "--persistent", "apmask=-2"]);
     let rule = h.read("etc/udev/rules.d/41-ap.rules");
     assert!(rule.contains("apmask}=\"0xdf"), "{rule}");
@@ -77,10 +75,10 @@ fn rule_is_golden() {
 
 #[test]
 fn reads_a_rule_written_by_chzdev() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.write(
         "etc/udev/rules.d/41-ap.rules",
-        &fs::read_to_string(testdata("chzdev-41-ap.rules")).unwrap(),
+        &fs::read_to_string(testdata("ap/chzdev-41-ap.rules")).unwrap(),
     );
     let show = h.ok(&["ap", "show"]);
     assert_eq!(show_line(&show, "apmask"), "apmask \"0-255\" -");
@@ -102,7 +100,7 @@ fn reads_a_rule_written_by_chzdev() {
 
 #[test]
 fn conflicting_change_is_refused_and_nothing_changes() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "apmask=-2"]);
     h.mdev(U1, "auto", 2, 43, true);
     h.mdev(U2, "manual", 2, 44, false);
@@ -143,7 +141,7 @@ fn conflicting_change_is_refused_and_nothing_changes() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let before = h.snapshot();
     let out = h.ok(&["ap", "set", "--dry-run", "apmask=-2", "aqmask=-43"]);
     assert!(
@@ -159,7 +157,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn invalid_values_are_refused_naming_the_item() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let before = h.snapshot();
     for (arg, code, msg) in [
         (
@@ -197,7 +195,7 @@ fn invalid_values_are_refused_naming_the_item() {
 
 #[test]
 fn a_broken_rule_file_is_named_and_not_overwritten() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.write(
         "etc/udev/rules.d/41-ap.rules",
         "ATTR{../../bus/ap/apmask}=\"+2\"\n",
@@ -215,7 +213,7 @@ fn a_broken_rule_file_is_named_and_not_overwritten() {
 
 #[test]
 fn list_shows_cards_owners_and_problems() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
     h.mdev(U1, "auto", 2, 43, true);
     h.mdev(U2, "manual", 5, 44, false);
@@ -266,7 +264,7 @@ fn list_shows_cards_owners_and_problems() {
 
 #[test]
 fn list_reports_apqns_defined_twice() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "apmask=-2"]);
     h.mdev(U1, "auto", 2, 43, false);
     h.mdev(U2, "auto", 2, 43, false);
@@ -280,7 +278,7 @@ fn list_reports_apqns_defined_twice() {
 
 #[test]
 fn wait_bindings_returns_when_complete_and_times_out_otherwise() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let out = h.ok(&["ap", "wait-bindings", "--timeout", "0"]);
     assert!(out.contains("4/4 (complete)"), "{out}");
     h.write("sys/bus/ap/bindings", "3/4\n");
@@ -311,7 +309,7 @@ fn wait_bindings_returns_when_complete_and_times_out_otherwise() {
 
 #[test]
 fn set_waits_for_the_s390apconfig_lock() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let lock = h.path("run/lock/s390apconfig.lock");
     // a live holder (what chzdev or ap-check would be)
     let mut holder = Command::new("sleep").arg("30").spawn().unwrap();

@@ -3,13 +3,13 @@
 //! kernel's acceptance of what `ap set` writes, and chzdev's relative syntax against the
 //! kernel's own parser (`ap_parse_bitmap_str`).
 
-mod ap_host;
+mod support;
 
-use ap_host::Host;
 use ap_sim::{Driver, HostConfig, Sim};
 use nodedev_helper::apmask::Mask;
 use nodedev_helper::chzdev::{self, MaskSpec};
 use proptest::prelude::*;
+use support::Host;
 
 /// `(attribute, value)` of every `ATTR{../../bus/ap/X}="V"` assignment in a rule file, in
 /// order: what udev writes when the rule fires.
@@ -30,7 +30,7 @@ fn sim_mask(m: &ap_sim::Mask) -> Mask {
 #[test]
 fn reboot_restores_the_masks_from_our_rule() {
     // set the masks persistently with our binary...
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "apmask=-2", "aqmask=-43"]);
     h.ok(&["ap", "set", "--persistent", "aqmask=-44"]);
     let rule = h.read("etc/udev/rules.d/41-ap.rules");
@@ -77,7 +77,7 @@ fn reboot_restores_the_masks_from_our_rule() {
 
 #[test]
 fn the_kernel_accepts_what_ap_set_writes() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let sim = Sim::new(&HostConfig::example()).unwrap();
     for args in [
         ["apmask=-2", "aqmask=-43"],
@@ -124,7 +124,7 @@ fn the_kernel_refuses_what_we_call_a_conflict() {
         b"43",
     )
     .unwrap();
-    let h = Host::new();
+    let h = Host::for_ap();
     h.write(
         "sys/bus/ap/apmask",
         &sim.read_string("/sys/bus/ap/apmask").unwrap(),
@@ -137,9 +137,9 @@ fn the_kernel_refuses_what_we_call_a_conflict() {
     let o = h.run(&["ap", "set", "--active", "apmask=+2"]);
     assert_eq!(o.status.code(), Some(9));
     assert!(
-        ap_host::stderr(&o).contains(&format!("apmask conflicts with mdev {u} APQN 2.43")),
+        support::stderr(&o).contains(&format!("apmask conflicts with mdev {u} APQN 2.43")),
         "{}",
-        ap_host::stderr(&o)
+        support::stderr(&o)
     );
     let full = format!("0x{}", "f".repeat(64));
     let e = sim

@@ -5,116 +5,44 @@
 //! Needs root, /dev/fuse and mdevctl 1.4.0 (MDEVCTL_1_4): `#[ignore]`d in `cargo test`, run by
 //! `make check-callout` with `--include-ignored`.
 
+mod support;
+
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 
-use ap_sim::{HostConfig, Mounted};
+use ap_sim::HostConfig;
+use support::sim::SimHost;
+use support::{U1, U2, device_json, text};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nodedev-helper");
-const U1: &str = "11111111-1111-4111-8111-111111111111";
-const U2: &str = "22222222-2222-4222-8222-222222222222";
-
-/// Field order matters: the mount is dropped (unmounted) before the temp dir is removed.
-struct Host {
-    m: Mounted,
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        for d in [
-            "etc/mdevctl.d",
-            "usr/lib/mdevctl/scripts.d/callouts",
-            "usr/lib/mdevctl/scripts.d/notifiers",
-            "run/lock",
-        ] {
-            fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        symlink(
-            BIN,
-            dir.path()
-                .join("usr/lib/mdevctl/scripts.d/callouts/nodedev-helper-callout"),
-        )
-        .unwrap();
-        let cfg = HostConfig::new()
-            .card(2, 13, &[43, 44])
-            .card(3, 13, &[43, 44])
-            .vfio_ap(true);
-        let m = Mounted::new(cfg, dir.path())
-            .expect("mount the AP simulator (root and /dev/fuse needed)");
-        Host { m, dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-}
-
-fn mdevctl(h: &Host, args: &[&str]) -> Output {
-    let m = std::env::var_os("MDEVCTL_1_4")
-        .map(PathBuf::from)
-        .expect("MDEVCTL_1_4 is not set (make check-callout installs mdevctl 1.4.0 and sets it)");
-    Command::new(m)
-        .args(args)
-        .env("MDEVCTL_ENV_ROOT", h.dir.path())
-        .env("RUST_BACKTRACE", "0")
-        .env("NODEDEV_HELPER_LOCK_WAIT", "2")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn define(h: &Host, uuid: &str, start: &str, attrs: &[(&str, &str)]) -> Output {
-    let list: Vec<String> = attrs
-        .iter()
-        .map(|(k, v)| format!("{{\"{k}\":\"{v}\"}}"))
-        .collect();
-    let json = format!(
-        "{{\"mdev_type\":\"vfio_ap-passthrough\",\"start\":\"{start}\",\"attrs\":[{}]}}",
-        list.join(",")
-    );
-    let f = h.path(&format!("{uuid}.json"));
-    fs::write(&f, json).unwrap();
-    mdevctl(
-        h,
-        &[
-            "define",
-            "-p",
-            "matrix",
-            "-u",
-            uuid,
-            "--jsonfile",
-            f.to_str().unwrap(),
-        ],
-    )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Cards 2 and 3 (CEX7) with domains 43 and 44, vfio_ap loaded, our callout installed.
+fn host() -> SimHost {
+    let cfg = HostConfig::new()
+        .card(2, 13, &[43, 44])
+        .card(3, 13, &[43, 44])
+        .vfio_ap(true);
+    SimHost::mount(cfg, true)
 }
 
 #[test]
 #[ignore = "needs root, /dev/fuse and mdevctl 1.4.0: run by make check-callout"]
 fn mdevctl_start_creates_the_device_the_callout_accepted() {
-    let h = Host::new();
+    let h = host();
     // give adapters 2, 3 and domains 43, 44 to vfio_ap, with the kernel's own write syntax
     fs::write(h.path("sys/bus/ap/apmask"), "-2-3").unwrap();
     fs::write(h.path("sys/bus/ap/aqmask"), "-43-44").unwrap();
 
-    let o = define(
-        &h,
+    let o = h.define(
         U1,
-        "auto",
-        &[
-            ("assign_adapter", "2"),
-            ("assign_domain", "43"),
-            ("assign_domain", "0x2c"),
-        ],
+        &device_json(
+            "auto",
+            &[
+                ("assign_adapter", "2"),
+                ("assign_domain", "43"),
+                ("assign_domain", "0x2c"),
+            ],
+        ),
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = mdevctl(&h, &["start", "-u", U1]);
+    let o = h.mdevctl(&["start", "-u", U1]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let state = h.m.sim().mdev(U1).expect("mdevctl start created the mdev");
     assert_eq!(state.apm.iter().collect::<Vec<_>>(), vec![2]);
@@ -126,18 +54,19 @@ fn mdevctl_start_creates_the_device_the_callout_accepted() {
     assert!(!h.path("run/lock/s390apconfig.lock").exists());
 
     // a second device wanting 2.43 is refused by the callout before anything is created
-    let o = define(
-        &h,
+    let o = h.define(
         U2,
-        "manual",
-        &[
-            ("assign_adapter", "2"),
-            ("assign_adapter", "3"),
-            ("assign_domain", "43"),
-        ],
+        &device_json(
+            "manual",
+            &[
+                ("assign_adapter", "2"),
+                ("assign_adapter", "3"),
+                ("assign_domain", "43"),
+            ],
+        ),
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = mdevctl(&h, &["start", "-u", U2]);
+    let o = h.mdevctl(&["start", "-u", U2]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains(&format!(
@@ -149,7 +78,7 @@ fn mdevctl_start_creates_the_device_the_callout_accepted() {
     assert!(h.m.sim().mdev(U2).is_none());
 
     // `mdevctl list` of the active device goes through our `get attributes`
-    let o = mdevctl(&h, &["list", "-u", U1, "--dumpjson"]);
+    let o = h.mdevctl(&["list", "-u", U1, "--dumpjson"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
         text(&o.stdout).contains("\"assign_domain\": \"44\""),
@@ -157,7 +86,7 @@ fn mdevctl_start_creates_the_device_the_callout_accepted() {
         text(&o.stdout)
     );
 
-    let o = mdevctl(&h, &["stop", "-u", U1]);
+    let o = h.mdevctl(&["stop", "-u", U1]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(h.m.sim().mdev(U1).is_none());
 }

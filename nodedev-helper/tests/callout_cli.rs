@@ -1,12 +1,12 @@
 //! The callout binary run the way mdevctl runs it (argv, stdin, exit code, stderr) over fake
 //! host trees. The real mdevctl drives it in `callout_mdevctl.rs`.
 
-mod callout_support;
+mod support;
 
 use std::fs;
 use std::process::Command;
 
-use callout_support::*;
+use support::*;
 
 fn auto(attrs: &[(&str, &str)]) -> String {
     device_json("auto", attrs)
@@ -24,7 +24,7 @@ fn code(o: &std::process::Output) -> i32 {
 
 #[test]
 fn capabilities_handshake_is_version_2() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let o = callout(
         &h,
         "get",
@@ -42,12 +42,12 @@ fn capabilities_handshake_is_version_2() {
         .map(|e| e.as_str().unwrap())
         .collect();
     assert!(events.contains(&"live"), "{events:?}");
-    golden("capabilities.json", &text(&o.stdout));
+    golden("callout/capabilities.json", &text(&o.stdout));
 }
 
 #[test]
 fn other_types_exit_2_silently() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let o = run(
         Command::new(BIN).args([
             "callout",
@@ -75,7 +75,7 @@ fn other_types_exit_2_silently() {
 
 #[test]
 fn usage_errors_exit_1_with_ap_check_wording() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let root = h.root().to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
         (
@@ -129,7 +129,7 @@ fn usage_errors_exit_1_with_ap_check_wording() {
 
 #[test]
 fn pre_define_accepts_a_free_device_and_holds_the_lock_until_post() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let dev = auto(&[
         ("assign_adapter", "2"),
         ("assign_domain", "43"),
@@ -150,7 +150,7 @@ fn pre_define_accepts_a_free_device_and_holds_the_lock_until_post() {
 
 #[test]
 fn pre_define_autostart_conflicts_and_persistent_masks() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(
         U2,
         &auto(&[("assign_adapter", "2"), ("assign_domain", "43")]),
@@ -170,7 +170,7 @@ fn pre_define_autostart_conflicts_and_persistent_masks() {
     ]);
     let o = callout(&h, "pre", "define", U1, Some(&dev));
     assert_eq!(code(&o), 1, "{o:?}");
-    golden("define-autostart-conflicts.txt", &text(&o.stderr));
+    golden("callout/define-autostart-conflicts.txt", &text(&o.stderr));
     assert!(
         !h.lock_path().exists(),
         "a rejected pre left the lock behind"
@@ -193,7 +193,7 @@ fn pre_define_autostart_conflicts_and_persistent_masks() {
 
 #[test]
 fn a_device_never_conflicts_with_itself() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let dev = auto(&[("assign_adapter", "2"), ("assign_domain", "43")]);
     h.config(U1, &dev);
     h.active(U1, &[(2, 43)], &[]);
@@ -207,7 +207,7 @@ fn a_device_never_conflicts_with_itself() {
 
 #[test]
 fn define_existing_and_modify_missing() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let dev = manual(&[("assign_adapter", "2"), ("assign_domain", "43")]);
     h.config(U1, &dev);
     let o = callout(&h, "pre", "define", U1, Some(&dev));
@@ -225,7 +225,7 @@ fn define_existing_and_modify_missing() {
 
 #[test]
 fn values_ap_check_accepts_but_the_kernel_refuses() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let dev = manual(&[
         ("assign_adapter", "256"),
         ("assign_adapter", "2,3"),
@@ -238,14 +238,14 @@ fn values_ap_check_accepts_but_the_kernel_refuses() {
     for action in ["define", "start"] {
         let o = callout(&h, "pre", action, U1, Some(&dev));
         assert_eq!(code(&o), 1, "{o:?}");
-        golden(&format!("values-{action}.txt"), &text(&o.stderr));
+        golden(&format!("callout/values-{action}.txt"), &text(&o.stderr));
         assert!(!h.lock_path().exists());
     }
 }
 
 #[test]
 fn unassign_is_applied_in_attribute_order() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(
         U2,
         &auto(&[("assign_adapter", "2"), ("assign_domain", "43")]),
@@ -277,7 +277,7 @@ fn unassign_is_applied_in_attribute_order() {
 
 #[test]
 fn malformed_json_is_a_clear_error_never_a_crash() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let cases = [
         ("", "the device JSON is malformed: "),
         ("{", "the device JSON is malformed: "),
@@ -328,7 +328,7 @@ fn malformed_json_is_a_clear_error_never_a_crash() {
 
 #[test]
 fn pre_start_checks_the_active_host() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.active(U3, &[(3, 43)], &[]);
     let dev = manual(&[
         ("assign_adapter", "2"),
@@ -339,7 +339,10 @@ fn pre_start_checks_the_active_host() {
     ]);
     let o = callout(&h, "pre", "start", U1, Some(&dev));
     assert_eq!(code(&o), 1, "{o:?}");
-    golden("start-conflicts.txt", &normalize(&text(&o.stderr), &h));
+    golden(
+        "callout/start-conflicts.txt",
+        &normalize(&text(&o.stderr), &h),
+    );
     assert!(!h.lock_path().exists());
 
     let o = callout(
@@ -376,7 +379,7 @@ fn pre_start_checks_the_active_host() {
 
 #[test]
 fn pre_define_warns_about_active_devices_and_old_cards() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.active(U3, &[(2, 43)], &[]);
     // vfio_ap's word on the queue: assigned to some mdev
     h.write("sys/bus/ap/devices/02.002b/status", "assigned\n");
@@ -387,7 +390,7 @@ fn pre_define_warns_about_active_devices_and_old_cards() {
     ]);
     let o = callout(&h, "pre", "define", U1, Some(&dev));
     assert_eq!(code(&o), 0, "{o:?}");
-    golden("define-warnings.txt", &text(&o.stderr));
+    golden("callout/define-warnings.txt", &text(&o.stderr));
     // Define reads no mdev's matrix unless a queue says it is taken (ap-check reads none):
     // with the queue unassigned, the active device's matrix is not consulted.
     h.write("sys/bus/ap/devices/02.002b/status", "unassigned\n");
@@ -405,12 +408,12 @@ fn pre_define_warns_about_active_devices_and_old_cards() {
 
 #[test]
 fn get_attributes_in_mdevctl_format() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.active(U1, &[(2, 43), (2, 44), (3, 43), (3, 44)], &[5]);
     h.active(U2, &[], &[]);
     let o = callout(&h, "get", "attributes", U1, None);
     assert_eq!(code(&o), 0, "{o:?}");
-    golden("attributes.json", &text(&o.stdout));
+    golden("callout/attributes.json", &text(&o.stdout));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["assign_adapter"], "2");
     // an active device without attributes: [] (ap-check prints [{}])
@@ -424,7 +427,7 @@ fn get_attributes_in_mdevctl_format() {
 
 #[test]
 fn a_live_lock_holder_makes_pre_wait_then_fail_clearly() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
     fs::write(h.lock_path(), format!("{}\n", holder.id())).unwrap();
     let dev = manual(&[("assign_adapter", "2"), ("assign_domain", "43")]);
@@ -459,7 +462,7 @@ fn a_live_lock_holder_makes_pre_wait_then_fail_clearly() {
 
 #[test]
 fn get_attributes_proceeds_when_the_parent_holds_the_lock() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.active(U1, &[(2, 43)], &[]);
     // what mdevctl's `define` of an active device does: pre took it for mdevctl (us)
     fs::write(h.lock_path(), format!("{}\n", std::process::id())).unwrap();
@@ -495,7 +498,7 @@ fn get_attributes_proceeds_when_the_parent_holds_the_lock() {
 
 #[test]
 fn live_modify_writes_ap_config_after_checking() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.active(U1, &[(2, 43)], &[]);
     h.active(U2, &[(3, 44)], &[]);
     let dev = manual(&[
@@ -507,7 +510,7 @@ fn live_modify_writes_ap_config_after_checking() {
     let o = callout(&h, "live", "modify", U1, Some(&dev));
     assert_eq!(code(&o), 0, "{o:?}");
     golden(
-        "ap_config.txt",
+        "callout/ap_config.txt",
         &h.read(&format!("sys/devices/vfio_ap/matrix/{U1}/ap_config")),
     );
     // taking 3.44 from U2 is refused and nothing is written
@@ -532,7 +535,7 @@ fn live_modify_writes_ap_config_after_checking() {
 
 #[test]
 fn installed_under_another_name_it_is_the_callout_and_honours_mdevctl_env_root() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let link = h.install_callout("usr/lib/mdevctl/scripts.d/callouts");
     h.active(U1, &[(2, 43)], &[]);
     let o = run(
@@ -566,7 +569,7 @@ fn installed_under_another_name_it_is_the_callout_and_honours_mdevctl_env_root()
 
 #[test]
 fn root_option_before_the_subcommand() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.active(U1, &[(2, 43)], &[]);
     let o = run(
         Command::new(BIN)
@@ -596,7 +599,7 @@ fn root_option_before_the_subcommand() {
 
 #[test]
 fn broken_other_configs_are_reported_not_fatal() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(U2, "{\"start\":\"auto\""); // truncated: ap-check crashes on such files
     h.config(
         U3,
@@ -610,7 +613,10 @@ fn broken_other_configs_are_reported_not_fatal() {
         Some(&auto(&[("assign_adapter", "2"), ("assign_domain", "43")])),
     );
     assert_eq!(code(&o), 1, "{o:?}");
-    golden("define-broken-config.txt", &normalize(&text(&o.stderr), &h));
+    golden(
+        "callout/define-broken-config.txt",
+        &normalize(&text(&o.stderr), &h),
+    );
 }
 
 /// The index in run/ (autostart_index.rs) must never answer from a stale config: after it is
@@ -618,7 +624,7 @@ fn broken_other_configs_are_reported_not_fatal() {
 /// file and a removal are each seen by the very next run.
 #[test]
 fn the_autostart_index_follows_every_change_of_the_configs() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let dev = auto(&[("assign_adapter", "2"), ("assign_domain", "43")]);
     let free = auto(&[("assign_adapter", "9"), ("assign_domain", "99")]);
     h.config(U2, &free);

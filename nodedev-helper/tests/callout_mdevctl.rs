@@ -13,24 +13,13 @@
 //! On plain files nothing creates a device, so `start` of an accepted device fails after our
 //! `pre` (mdevctl wrote the UUID to `create`); that is how acceptance is seen.
 
-mod callout_support;
+mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use callout_support::*;
-
-fn mdevctl_1_4() -> PathBuf {
-    let p = std::env::var_os("MDEVCTL_1_4").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "MDEVCTL_1_4 is not set: these tests need mdevctl 1.4.0 (make check-callout installs \
-             it with `cargo install mdevctl --version 1.4.0` and sets it)"
-        )
-    });
-    assert!(p.is_file(), "MDEVCTL_1_4={} does not exist", p.display());
-    p
-}
+use support::*;
 
 /// `mdevctl ARGS` (1.4.0) over the host's root.
 fn m14(h: &Host, args: &[&str], stdin: Option<&str>) -> Output {
@@ -86,7 +75,7 @@ enum Version {
 }
 
 fn host(v: Version) -> Host {
-    let h = Host::new();
+    let h = Host::for_callout();
     match v {
         Version::V1_4 => {
             h.install_callout("usr/lib/mdevctl/scripts.d/callouts");
@@ -384,7 +373,7 @@ fn mdevctl_1_4_modify_live_goes_through_ap_config() {
     ]);
     ok(&o);
     golden(
-        "live-modify-ap_config.txt",
+        "callout/live-modify-ap_config.txt",
         &h.read(&format!("sys/devices/vfio_ap/matrix/{U1}/ap_config")),
     );
     // taking U2's APQN is refused with our message and nothing is written

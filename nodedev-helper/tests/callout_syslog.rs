@@ -3,12 +3,12 @@
 //! log a `virsh nodedev-define` user would never see them. The test binds its own datagram
 //! socket at `<root>/dev/log` and reads back what the real binary sent.
 
-mod callout_support;
+mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use callout_support::*;
+use support::*;
 
 fn log_socket(h: &Host) -> UnixDatagram {
     std::fs::create_dir_all(h.path("dev")).unwrap();
@@ -37,7 +37,7 @@ fn without_pid(line: &str) -> String {
 
 #[test]
 fn define_warnings_reach_the_system_log() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(
         U1,
         &device_json("auto", &[("assign_adapter", "2"), ("assign_domain", "43")]),
@@ -79,7 +79,7 @@ fn define_warnings_reach_the_system_log() {
 
 #[test]
 fn refusals_and_clean_defines_log_nothing() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(
         U1,
         &device_json("auto", &[("assign_adapter", "2"), ("assign_domain", "43")]),
@@ -103,7 +103,7 @@ fn refusals_and_clean_defines_log_nothing() {
 
 #[test]
 fn a_host_without_a_log_socket_still_defines() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(
         U1,
         &device_json("auto", &[("assign_adapter", "2"), ("assign_domain", "43")]),

@@ -5,7 +5,7 @@
 //! The SIGKILL test needs nothing special and runs in `cargo test`; the tmpfs and setuid tests
 //! need root (a mount namespace, chown to root) and are run by `make check-robust`.
 
-mod ap_host;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ap_host::{FULL, Host, bin, stderr};
+use support::{FULL, Host, bin, stderr};
 
 const JOURNAL: &str = "run/nodedev-helper/ap-change.journal";
 const RULE: &str = "etc/udev/rules.d/41-ap.rules";
@@ -61,7 +61,7 @@ fn ap(h: &Host, args: &[&str]) -> Output {
 
 #[test]
 fn sigkill_at_random_points_leaves_a_whole_change_or_a_record_to_finish_or_undo() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let before = whole("0-255", "0-255");
     let after = whole("0-4,6-255", "0-6,8-255");
     // how long an uninterrupted run takes: kills are spread over that time
@@ -208,7 +208,7 @@ fn on_full_rules_dir(root: &Path, args: &[&str]) -> Output {
 #[ignore = "needs root (mount namespace, tmpfs): run by make check-robust"]
 fn a_full_file_system_under_the_rule_rolls_the_active_masks_back_and_says_so() {
     assert!(is_root(), "run as root (make check-robust)");
-    let h = Host::new();
+    let h = Host::for_ap();
     let o = on_full_rules_dir(h.dir.path(), &FORWARD[..]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
@@ -232,7 +232,7 @@ fn a_full_file_system_under_the_rule_rolls_the_active_masks_back_and_says_so() {
 fn a_setuid_copy_run_by_nobody_ignores_every_override() {
     assert!(is_root(), "run as root (make check-robust)");
     // the attacker's tree: adapter 5 looks free
-    let evil = Host::new();
+    let evil = Host::for_ap();
     evil.write("sys/bus/ap/apmask", &format!("0xfb{}\n", "f".repeat(62)));
     // readable by nobody, as an attacker's own tree would be
     assert!(

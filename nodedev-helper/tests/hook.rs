@@ -4,36 +4,26 @@
 //! TMPDIR), over a fake host tree (sysfs, /etc/mdevctl.d, /run, /dev/log).
 //!
 //! mdevctl is a small script here: on plain files no real mdevctl can create an active mdev
-//! (spec/ap.md), so the script plays mdevctl + kernel: `start` creates
+//! (doc/mdevctl.md), so the script plays mdevctl + kernel: `start` creates
 //! `sys/devices/vfio_ap/matrix/UUID/matrix` from a staged file, or fails with a staged message
 //! the way mdevctl fails when its callout rejects a device; every call is logged. The same
 //! cases with the real mdevctl 1.4.0 over the FUSE-mounted AP simulator: tests/hook_sim.rs.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
 
-const U1: &str = "6dfd3ec5-e8b3-4e18-a6fe-57bc9eceb920";
-const U2: &str = "0f2f8b8a-1111-4e18-a6fe-57bc9eceb921";
-const BIN: &str = env!("CARGO_BIN_EXE_nodedev-helper");
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use support::libvirt::{Syslog, ap_hostdev as ap, domain, install_wrapper};
+use support::{BIN, U1, U2, mask_with, snapshot, stderr};
 
 struct Host {
     _dir: tempfile::TempDir,
     root: PathBuf,
-    syslog: UnixDatagram,
+    syslog: Syslog,
     wrapper: PathBuf,
-}
-
-fn mask(bits: &[u8]) -> String {
-    let mut b = [0u8; 32];
-    for &i in bits {
-        b[usize::from(i / 8)] |= 0x80 >> (i % 8);
-    }
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("0x{hex}\n")
 }
 
 impl Host {
@@ -52,10 +42,18 @@ impl Host {
         ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
-        fs::write(root.join("sys/bus/ap/apmask"), mask(&[0, 1, 5])).unwrap();
+        fs::write(
+            root.join("sys/bus/ap/apmask"),
+            format!("{}\n", mask_with(&[0, 1, 5])),
+        )
+        .unwrap();
         let mut domains: Vec<u8> = (0..=42).collect();
         domains.push(44);
-        fs::write(root.join("sys/bus/ap/aqmask"), mask(&domains)).unwrap();
+        fs::write(
+            root.join("sys/bus/ap/aqmask"),
+            format!("{}\n", mask_with(&domains)),
+        )
+        .unwrap();
         let script = format!(
             r#"#!/bin/sh
 # fake mdevctl: ACTION -u UUID
@@ -79,16 +77,14 @@ esac
         let m = root.join("bin/mdevctl");
         fs::write(&m, script).unwrap();
         fs::set_permissions(&m, fs::Permissions::from_mode(0o755)).unwrap();
-        let syslog = UnixDatagram::bind(root.join("dev/log")).unwrap();
-        syslog.set_nonblocking(true).unwrap();
-        let mut h = Host {
+        let syslog = Syslog::bind(&root);
+        let wrapper = install_wrapper(&root);
+        Host {
             _dir: dir,
             root,
             syslog,
-            wrapper: PathBuf::new(),
-        };
-        h.wrapper = h.make_wrapper();
-        h
+            wrapper,
+        }
     }
 
     fn p(&self, rel: &str) -> PathBuf {
@@ -130,67 +126,17 @@ esac
     }
 
     fn syslog(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = self.syslog.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        out
-    }
-
-    /// The installed wrapper with its binary path pointed at the built binary (+ `--root`).
-    fn make_wrapper(&self) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks/libvirt/50-nodedev-helper");
-        let text = fs::read_to_string(&src).unwrap();
-        assert!(text.contains("exec @SBINDIR@/nodedev-helper libvirt-hook qemu \"$@\""));
-        let text = text.replace(
-            "@SBINDIR@/nodedev-helper",
-            &format!("'{BIN}' --root '{}'", self.root.display()),
-        );
-        let w = self.p("50-nodedev-helper");
-        fs::write(&w, text).unwrap();
-        fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
-        w
+        self.syslog.drain()
     }
 
     fn wrapper(&self) -> PathBuf {
         self.wrapper.clone()
     }
 
-    /// Runs `program args...` as libvirt's virHookCall does: env cleared to libvirt's set,
-    /// XML written to stdin (from another thread, as libvirt's event loop does).
+    /// Runs `program args...` as libvirt's virHookCall does, with the host's `bin/` (the fake
+    /// mdevctl) first in PATH.
     fn run_as_libvirt(&self, program: &Path, args: &[&str], xml: &str) -> (Output, bool) {
-        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.p("bin").display());
-        let mut tries = 0;
-        let mut child = loop {
-            let r = Command::new(program)
-                .args(args)
-                .env_clear()
-                .env("LC_ALL", "C")
-                .env("PATH", &path)
-                .env("HOME", "/root")
-                .env("USER", "root")
-                .env("LOGNAME", "root")
-                .env("TMPDIR", "/tmp")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn();
-            match r {
-                // a script just written can be briefly "busy" while another test thread's
-                // fork still holds the write fd (closed at its exec): retry
-                Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r.unwrap(),
-            }
-        };
-        let mut stdin = child.stdin.take().unwrap();
-        let xml = xml.to_string();
-        let writer = std::thread::spawn(move || stdin.write_all(xml.as_bytes()).is_ok());
-        let out = child.wait_with_output().unwrap();
-        (out, writer.join().unwrap())
+        support::libvirt::run_as_libvirt(program, args, xml, &self.p("bin"))
     }
 
     fn hook(&self, guest: &str, op: &str, sub: &str, xml: &str) -> Output {
@@ -199,52 +145,12 @@ esac
     }
 }
 
-fn domain(name: &str, devices: &str) -> String {
-    format!(
-        "<domain type='kvm'>\n  <name>{name}</name>\n  <memory unit='KiB'>1048576</memory>\n  \
-         <os><type arch='s390x' machine='s390-ccw-virtio'>hvm</type></os>\n  <devices>\n    \
-         <disk type='file' device='disk'><source file='/var/lib/libvirt/images/{name}.qcow2'/>\
-         <target dev='vda' bus='virtio'/></disk>\n    {devices}\n  </devices>\n</domain>\n"
-    )
-}
-
-fn ap(uuid: &str) -> String {
-    format!(
-        "<hostdev mode='subsystem' type='mdev' managed='no' model='vfio-ap'>\n      \
-         <source><address uuid='{uuid}'/></source>\n    </hostdev>"
-    )
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Every file below the root with its content (the syslog socket excluded).
-fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-                out.push((e.path(), Vec::new()));
-            } else if t.is_file() {
-                out.push((e.path(), fs::read(e.path()).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn guest_without_vfio_ap_starts_and_nothing_is_touched() {
     let h = Host::new();
     h.activate(U1, "02.002b\n");
     let w = h.wrapper();
-    let before = snapshot(&h.root);
+    let before = snapshot(&h.root, &[]);
     let xml = domain("plain", "");
     for (op, sub) in [
         ("prepare", "begin"),
@@ -261,7 +167,7 @@ fn guest_without_vfio_ap_starts_and_nothing_is_touched() {
             "{op} {sub}: {o:?}"
         );
     }
-    assert_eq!(snapshot(&h.root), before);
+    assert_eq!(snapshot(&h.root, &[]), before);
     assert!(h.mdevctl_calls().is_empty());
 }
 
@@ -270,7 +176,7 @@ fn other_operations_exit_0_at_once_even_for_crypto_guests() {
     let h = Host::new();
     // not even a valid mdev: these operations must not look at it
     let xml = domain("crypto", &ap(U1));
-    let before = snapshot(&h.root);
+    let before = snapshot(&h.root, &[]);
     for (op, sub) in [
         ("start", "begin"),
         ("started", "begin"),
@@ -285,7 +191,7 @@ fn other_operations_exit_0_at_once_even_for_crypto_guests() {
         // migrate: anything on stdout would replace the domain XML
         assert!(o.stdout.is_empty(), "{op}: {o:?}");
     }
-    assert_eq!(snapshot(&h.root), before);
+    assert_eq!(snapshot(&h.root, &[]), before);
 }
 
 #[test]
@@ -521,7 +427,7 @@ fn hanging_mdevctl_is_killed_with_its_children_after_the_timeout() {
 #[test]
 fn malformed_xml_is_a_clear_error() {
     let h = Host::new();
-    let before = snapshot(&h.root);
+    let before = snapshot(&h.root, &[]);
     for (xml, what) in [
         ("<domain><devices></domain>", "ill-formed document"),
         ("<domain><devices>", "ends inside <devices>"),
@@ -538,7 +444,7 @@ fn malformed_xml_is_a_clear_error() {
         );
         assert!(e.to_lowercase().contains(what), "{what}: {e}");
     }
-    assert_eq!(snapshot(&h.root), before);
+    assert_eq!(snapshot(&h.root, &[]), before);
 }
 
 #[test]

@@ -11,97 +11,49 @@
 //! `make check-hooks` (step check-hooks-sim) with `--include-ignored`, where a missing
 //! prerequisite fails the test instead of skipping it.
 
+mod support;
+
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::process::Output;
 
-use ap_sim::{HostConfig, Mounted};
+use ap_sim::HostConfig;
+use support::libvirt::{Syslog, ap_hostdev as ap, domain, install_wrapper, run_as_libvirt};
+use support::sim::SimHost;
+use support::{U1, U2, mdevctl_1_4, stderr};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nodedev-helper");
-const U1: &str = "6dfd3ec5-e8b3-4e18-a6fe-57bc9eceb920";
-const U2: &str = "0f2f8b8a-1111-4e18-a6fe-57bc9eceb921";
-
-fn mdevctl14() -> PathBuf {
-    std::env::var_os("MDEVCTL_1_4")
-        .map(PathBuf::from)
-        .expect("MDEVCTL_1_4 is not set (make check-hooks installs mdevctl 1.4.0 and sets it)")
-}
-
-/// Field order matters: the mount is dropped (unmounted) before the temp dir is removed.
 struct Host {
-    m: Mounted,
-    syslog: UnixDatagram,
+    sim: SimHost,
+    syslog: Syslog,
     wrapper: PathBuf,
-    dir: tempfile::TempDir,
 }
 
 impl Host {
     /// Cards 2 and 3 (CEX7) with domains 43 and 44; masks all-ones (the host owns every
     /// queue) until a test gives some to vfio_ap; vfio_ap loaded.
     fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for d in [
-            "etc/mdevctl.d",
-            "usr/lib/mdevctl/scripts.d/callouts",
-            "usr/lib/mdevctl/scripts.d/notifiers",
-            "run/lock",
-            "dev",
-            "bin",
-        ] {
-            fs::create_dir_all(root.join(d)).unwrap();
-        }
-        // our callout, where mdevctl >= 1.3 looks for it (what `make install` puts there)
-        symlink(
-            BIN,
-            root.join("usr/lib/mdevctl/scripts.d/callouts/nodedev-helper-callout"),
-        )
-        .unwrap();
-        // the hook finds mdevctl in PATH, as on a host where the package installed it
-        let m14 = mdevctl14();
-        assert!(
-            m14.is_file(),
-            "MDEVCTL_1_4={} does not exist",
-            m14.display()
-        );
-        symlink(&m14, root.join("bin/mdevctl")).unwrap();
-        let syslog = UnixDatagram::bind(root.join("dev/log")).unwrap();
-        syslog.set_nonblocking(true).unwrap();
-
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks/libvirt/50-nodedev-helper");
-        let text = fs::read_to_string(&src).unwrap();
-        assert!(
-            text.contains("exec @SBINDIR@/nodedev-helper libvirt-hook qemu \"$@\""),
-            "{text}"
-        );
-        // @SBINDIR@ as install-hooks fills it in, plus --root for the simulated host
-        let text = text.replace(
-            "@SBINDIR@/nodedev-helper",
-            &format!("'{BIN}' --root '{}'", root.display()),
-        );
-        let wrapper = root.join("50-nodedev-helper");
-        fs::write(&wrapper, text).unwrap();
-        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-
         let cfg = HostConfig::new()
             .card(2, 13, &[43, 44])
             .card(3, 13, &[43, 44])
             .vfio_ap(true);
-        let m =
-            Mounted::new(cfg, root).expect("mount the AP simulator (root and /dev/fuse needed)");
+        // our callout where mdevctl >= 1.3 looks for it (what `make install` puts there)
+        let sim = SimHost::mount(cfg, true);
+        let root = sim.root();
+        // the hook finds mdevctl in PATH, as on a host where the package installed it
+        fs::create_dir_all(root.join("bin")).unwrap();
+        symlink(mdevctl_1_4(), root.join("bin/mdevctl")).unwrap();
+        let syslog = Syslog::bind(root);
+        let wrapper = install_wrapper(root);
         Host {
-            m,
+            sim,
             syslog,
             wrapper,
-            dir,
         }
     }
 
     fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.sim.path(rel)
     }
 
     /// Adapters 2, 3 and domains 43, 44 to vfio_ap, written as an admin (or our udev rule) does.
@@ -112,13 +64,7 @@ impl Host {
 
     /// The real mdevctl 1.4.0 on the simulated host, run by the test as an admin would.
     fn mdevctl(&self, args: &[&str]) -> Output {
-        Command::new(mdevctl14())
-            .args(args)
-            .env("MDEVCTL_ENV_ROOT", self.dir.path())
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.sim.mdevctl(args)
     }
 
     /// `mdevctl define` a manual-start vfio_ap-passthrough device (config only, not active).
@@ -136,17 +82,7 @@ impl Host {
             "{{\"mdev_type\":\"vfio_ap-passthrough\",\"start\":\"manual\",\"attrs\":[{}]}}",
             attrs.join(",")
         );
-        let f = self.p(&format!("{uuid}.json"));
-        fs::write(&f, json).unwrap();
-        let o = self.mdevctl(&[
-            "define",
-            "-p",
-            "matrix",
-            "-u",
-            uuid,
-            "--jsonfile",
-            f.to_str().unwrap(),
-        ]);
+        let o = self.sim.define(uuid, &json);
         assert!(o.status.success(), "mdevctl define: {}", stderr(&o));
         assert!(self.p(&format!("etc/mdevctl.d/matrix/{uuid}")).is_file());
     }
@@ -154,12 +90,12 @@ impl Host {
     fn start(&self, uuid: &str) {
         let o = self.mdevctl(&["start", "-u", uuid]);
         assert!(o.status.success(), "mdevctl start: {}", stderr(&o));
-        assert!(self.m.sim().mdev(uuid).is_some());
+        assert!(self.sim.m.sim().mdev(uuid).is_some());
     }
 
     /// The kernel's (simulator's) active mdevs.
     fn active(&self) -> Vec<String> {
-        let mut v = self.m.sim().mdevs();
+        let mut v = self.sim.m.sim().mdevs();
         v.sort();
         v
     }
@@ -174,49 +110,16 @@ impl Host {
     }
 
     fn syslog(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = self.syslog.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        out
+        self.syslog.drain()
     }
 
-    /// As libvirt's virHookCall: argv `GUEST OP SUB -`, the environment cleared to libvirt's
-    /// set, the XML written to stdin from another thread (libvirt's event loop).
+    /// As libvirt's virHookCall: argv `GUEST OP SUB -`, libvirt's environment, the XML on
+    /// stdin, which the hook must read.
     fn hook(&self, guest: &str, op: &str, sub: &str, xml: &str) -> Output {
-        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.p("bin").display());
-        let mut tries = 0;
-        let mut child = loop {
-            let r = Command::new(&self.wrapper)
-                .args([guest, op, sub, "-"])
-                .env_clear()
-                .env("LC_ALL", "C")
-                .env("PATH", &path)
-                .env("HOME", "/root")
-                .env("USER", "root")
-                .env("LOGNAME", "root")
-                .env("TMPDIR", "/tmp")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn();
-            match r {
-                // the wrapper just written can be briefly "busy" (ETXTBSY) while another test
-                // thread's fork still holds its write fd (closed at that child's exec): retry
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r.unwrap(),
-            }
-        };
-        let mut stdin = child.stdin.take().unwrap();
-        let xml = xml.to_string();
-        let writer = std::thread::spawn(move || stdin.write_all(xml.as_bytes()).is_ok());
-        let out = child.wait_with_output().unwrap();
+        let (out, wrote) =
+            run_as_libvirt(&self.wrapper, &[guest, op, sub, "-"], xml, &self.p("bin"));
         assert!(
-            writer.join().unwrap(),
+            wrote,
             "{op} {sub}: the hook exited before reading libvirt's XML"
         );
         out
@@ -225,29 +128,19 @@ impl Host {
     /// Everything the hook could change outside the simulator: etc/, run/, usr/ (file
     /// contents), and the simulator's masks and active mdevs with their matrices.
     fn snapshot(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                let t = e.file_type().unwrap();
-                let rel = e.path().strip_prefix(self.dir.path()).unwrap().to_owned();
-                if rel == Path::new("sys") {
-                    continue; // the FUSE mount: compared through the model below
-                }
-                let name = rel.display().to_string();
-                if t.is_dir() {
-                    stack.push(e.path());
-                    out.push((name, String::from("<dir>")));
-                } else if t.is_file() {
-                    out.push((
-                        name,
-                        String::from_utf8_lossy(&fs::read(e.path()).unwrap()).into(),
-                    ));
-                }
-            }
-        }
-        let sim = self.m.sim();
+        // the FUSE mount is compared through the model below
+        let mut out: Vec<(String, String)> = support::snapshot(self.sim.root(), &["sys"])
+            .into_iter()
+            .map(|(p, v)| {
+                let rel = p
+                    .strip_prefix(self.sim.root())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                (rel, String::from_utf8_lossy(&v).into_owned())
+            })
+            .collect();
+        let sim = self.sim.m.sim();
         out.push(("apmask".into(), sim.apmask().hex()));
         out.push(("aqmask".into(), sim.aqmask().hex()));
         for u in self.active() {
@@ -256,26 +149,6 @@ impl Host {
         out.sort();
         out
     }
-}
-
-fn domain(name: &str, devices: &str) -> String {
-    format!(
-        "<domain type='kvm'>\n  <name>{name}</name>\n  <memory unit='KiB'>1048576</memory>\n  \
-         <os><type arch='s390x' machine='s390-ccw-virtio'>hvm</type></os>\n  <devices>\n    \
-         <disk type='file' device='disk'><source file='/var/lib/libvirt/images/{name}.qcow2'/>\
-         <target dev='vda' bus='virtio'/></disk>\n    {devices}\n  </devices>\n</domain>\n"
-    )
-}
-
-fn ap(uuid: &str) -> String {
-    format!(
-        "<hostdev mode='subsystem' type='mdev' managed='no' model='vfio-ap'>\n      \
-         <source><address uuid='{uuid}'/></source>\n    </hostdev>"
-    )
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A refusal as libvirt shows it: exit 1, one `nodedev-helper: guest 'GUEST' ...` message.
@@ -306,7 +179,12 @@ fn defined_mdev_is_started_through_mdevctl_and_only_it_is_stopped_on_release() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
     // the kernel (simulator) has the device, with the matrix of its mdevctl config
-    let dev = h.m.sim().mdev(U1).expect("prepare begin started the mdev");
+    let dev = h
+        .sim
+        .m
+        .sim()
+        .mdev(U1)
+        .expect("prepare begin started the mdev");
     assert_eq!(dev.apm.iter().collect::<Vec<_>>(), vec![2]);
     assert_eq!(dev.aqm.iter().collect::<Vec<_>>(), vec![43, 44]);
     assert_eq!(h.matrix(U1), "02.002b\n02.002c\n");
@@ -483,7 +361,7 @@ fn vfio_ap_not_loaded_is_refused_with_the_modprobe_hint() {
     let h = Host::new();
     h.give_to_vfio_ap();
     h.define(U1, &[2], &[43]);
-    h.m.sim().set_vfio_ap_loaded(false).unwrap();
+    h.sim.m.sim().set_vfio_ap_loaded(false).unwrap();
     assert!(!h.p("sys/devices/vfio_ap").exists());
     let before = h.snapshot();
     let o = h.hook("web1", "prepare", "begin", &domain("web1", &ap(U1)));

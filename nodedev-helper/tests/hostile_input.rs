@@ -4,19 +4,18 @@
 //! Each case runs the real binary over a fake host tree with a deadline: a hang is a failure,
 //! not a stuck test run.
 
-mod callout_support;
+mod support;
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use callout_support::*;
+use support::*;
 
 /// Runs `cmd` with `stdin`, killing it and failing the test if it has not exited after `secs`.
 fn bounded(cmd: &mut Command, stdin: Vec<u8>, secs: u64) -> Output {
@@ -97,7 +96,7 @@ const RULE: &str = "etc/udev/rules.d/41-ap.rules";
 #[test]
 fn a_fifo_or_dev_zero_as_the_rule_file_is_refused_at_once_naming_it() {
     for plant in [mkfifo as fn(&Path), zero_link] {
-        let h = Host::new();
+        let h = Host::for_callout();
         plant(&h.path(RULE));
         for args in [&["show"][..], &["set", "apmask=-5"], &["list"]] {
             let o = ap(&h, args);
@@ -126,7 +125,7 @@ fn auto_json(attrs: &[(&str, &str)]) -> String {
 #[test]
 fn a_fifo_or_dev_zero_as_an_mdevctl_config_is_a_warning_not_a_hang() {
     for plant in [mkfifo as fn(&Path), zero_link] {
-        let h = Host::new();
+        let h = Host::for_callout();
         plant(&h.path(&format!("etc/mdevctl.d/matrix/{U2}")));
         let o = callout_bounded(
             &h,
@@ -149,7 +148,7 @@ fn a_fifo_or_dev_zero_as_an_mdevctl_config_is_a_warning_not_a_hang() {
 
 #[test]
 fn sysfs_attributes_that_are_fifos_are_errors_not_hangs() {
-    let h = Host::new();
+    let h = Host::for_callout();
     mkfifo(&h.path("sys/bus/ap/ap_max_domain_id"));
     let o = callout_bounded(
         &h,
@@ -161,7 +160,7 @@ fn sysfs_attributes_that_are_fifos_are_errors_not_hangs() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(text(&o.stderr).contains("ap_max_domain_id"), "{o:?}");
     assert!(!h.lock_path().exists());
-    let h = Host::new();
+    let h = Host::for_callout();
     mkfifo(&h.path("sys/bus/ap/apmask"));
     let o = ap(&h, &["show"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
@@ -169,7 +168,7 @@ fn sysfs_attributes_that_are_fifos_are_errors_not_hangs() {
 
 #[test]
 fn a_huge_stdin_is_refused_after_a_bounded_read_with_a_short_message() {
-    let h = Host::new();
+    let h = Host::for_callout();
     // 100 MB in mdev_type
     let mut big = br#"{"mdev_type":""#.to_vec();
     big.extend(std::iter::repeat_n(b'x', 100 << 20));
@@ -203,7 +202,7 @@ fn a_huge_stdin_is_refused_after_a_bounded_read_with_a_short_message() {
 
 #[test]
 fn many_unknown_attributes_give_a_bounded_report() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let attrs: Vec<String> = (0..20_000)
         .map(|i| format!(r#"{{"frob{i}":"{}"}}"#, "v".repeat(30)))
         .collect();
@@ -222,34 +221,14 @@ fn many_unknown_attributes_give_a_bounded_report() {
     );
 }
 
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                out.insert(e.path(), Vec::new());
-                walk(&e.path(), out);
-            } else if t.is_file() {
-                out.insert(e.path(), fs::read(e.path()).unwrap());
-            } else {
-                out.insert(e.path(), b"(other)".to_vec());
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(root, &mut m);
-    m
-}
-
 #[test]
 fn a_rejected_device_writes_nothing() {
-    let h = Host::new();
+    let h = Host::for_callout();
     h.config(
         U2,
         &auto_json(&[("assign_adapter", "2"), ("assign_domain", "43")]),
     );
-    let before = snapshot(h.root());
+    let before = snapshot(h.root(), &[]);
     for json in [
         // conflicts with U2's autostart config
         auto_json(&[("assign_adapter", "2"), ("assign_domain", "43")]),
@@ -261,7 +240,7 @@ fn a_rejected_device_writes_nothing() {
         let o = callout_bounded(&h, "pre", "define", U1, json.into_bytes());
         assert_eq!(o.status.code(), Some(1), "{o:?}");
         assert_eq!(
-            snapshot(h.root()),
+            snapshot(h.root(), &[]),
             before,
             "the rejected define changed the tree"
         );
@@ -280,7 +259,7 @@ fn a_rejected_device_writes_nothing() {
 
 #[test]
 fn only_the_installed_names_make_the_binary_the_callout() {
-    let h = Host::new();
+    let h = Host::for_callout();
     let args = [
         "-t",
         TYPE,

@@ -6,41 +6,17 @@
 //! It needs MDEVCTL_1_4=<path to mdevctl ≥ 1.3> and is `#[ignore]`d otherwise;
 //! `make check-apmask` runs it with the mdevctl that `make mdevctl-1.4` builds.
 
-mod ap_host;
+mod support;
 
 use std::fs;
-use std::os::unix::fs::symlink;
 
-use ap_host::{FULL, Host, U1, stderr};
+use support::{FULL, Host, U1, stderr};
 
 const NEW: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
-const TYPE_DIR: &str = "sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough";
-
-/// What mdevctl ≥ 1.3 needs to see a matrix parent under MDEVCTL_ENV_ROOT (spec/ap.md).
-fn mdevctl_layout(h: &Host) {
-    for d in [
-        "usr/lib/mdevctl/scripts.d/callouts",
-        "usr/lib/mdevctl/scripts.d/notifiers",
-        "etc/mdevctl.d/scripts.d/callouts",
-        "sys/bus/mdev/devices",
-        "sys/class/mdev_bus",
-    ] {
-        fs::create_dir_all(h.path(d)).unwrap();
-    }
-    h.write(&format!("{TYPE_DIR}/available_instances"), "65535\n");
-    h.write(&format!("{TYPE_DIR}/device_api"), "vfio-ap\n");
-    h.write(&format!("{TYPE_DIR}/name"), "VFIO AP Passthrough Device\n");
-    h.write(&format!("{TYPE_DIR}/create"), "");
-    symlink(
-        "../../devices/vfio_ap/matrix",
-        h.path("sys/class/mdev_bus/matrix"),
-    )
-    .unwrap();
-}
 
 #[test]
 fn refusals_change_nothing() {
-    let h = Host::new();
+    let h = Host::for_ap();
     h.ok(&["ap", "set", "apmask=-3"]);
     h.write(
         &format!("sys/devices/vfio_ap/matrix/{U1}/matrix"),
@@ -99,7 +75,7 @@ fn refusals_change_nothing() {
 
 #[test]
 fn dry_run_shows_every_step_and_changes_nothing() {
-    let h = Host::new();
+    let h = Host::for_ap();
     let before = h.snapshot();
     let out = h.ok(&["passthrough", "2.43", "--uuid", NEW, "--dry-run"]);
     for want in [
@@ -120,7 +96,7 @@ fn dry_run_shows_every_step_and_changes_nothing() {
 
 #[test]
 fn a_guest_with_a_vfio_ap_device_is_refused_before_anything_changes() {
-    let h = Host::new();
+    let h = Host::for_ap();
     // libvirt's test driver loaded from our own node XML: one guest that already has one
     let node = h.path("node.xml");
     fs::write(
@@ -170,12 +146,11 @@ fn a_guest_with_a_vfio_ap_device_is_refused_before_anything_changes() {
 #[test]
 #[ignore = "needs MDEVCTL_1_4 (mdevctl >= 1.3); run by make check-apmask"]
 fn failed_start_rolls_back_define_and_masks_with_the_real_mdevctl() {
-    let mdevctl =
-        std::env::var("MDEVCTL_1_4").expect("MDEVCTL_1_4 must name mdevctl >= 1.3 for this test");
-    let h = Host::new();
-    mdevctl_layout(&h);
+    let mdevctl = support::mdevctl_1_4();
+    let mdevctl = mdevctl.to_str().unwrap();
+    let h = Host::for_ap();
     let before = h.snapshot();
-    let o = h.run(&["passthrough", "2.43", "--uuid", NEW, "--mdevctl", &mdevctl]);
+    let o = h.run(&["passthrough", "2.43", "--uuid", NEW, "--mdevctl", mdevctl]);
     let out = String::from_utf8_lossy(&o.stdout);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
@@ -200,8 +175,17 @@ fn failed_start_rolls_back_define_and_masks_with_the_real_mdevctl() {
     // the host is as before; mdevctl's write of the UUID to the write-only `create`
     // attribute is the only trace a plain file keeps
     let mut after = h.snapshot();
-    let create = h.path(&format!("{TYPE_DIR}/create"));
+    let create =
+        h.path("sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create");
     assert_eq!(after.remove(&create).unwrap(), NEW.as_bytes());
+    // and the directories created for the persistent rule stay behind, empty
+    for d in ["etc/udev/rules.d", "etc/udev"] {
+        assert_eq!(
+            after.remove(&h.path(d)).as_deref(),
+            Some(&b"<dir>"[..]),
+            "{d}"
+        );
+    }
     let mut before = before;
     before.remove(&create);
     assert_eq!(after, before);

@@ -5,36 +5,23 @@
 //! FUSE needs root and /dev/fuse, mdevctl ≥ 1.3 comes from MDEVCTL_1_4: these
 //! tests are `#[ignore]`d in plain `cargo test` and run by `make check-apmask`.
 
-mod ap_host;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ap_sim::{Driver, HostConfig, Mounted};
+use ap_sim::{Driver, HostConfig};
 use nodedev_helper::apmask::Mask;
 use nodedev_helper::chzdev;
 use nodedev_helper::masks::{self, Request};
 use nodedev_helper::root::Root;
+use support::sim::SimHost;
 
 const NEW: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 
-/// A host root whose `sys/` is the mounted simulator and whose `etc/`, `run/`, `usr/` are
-/// plain directories (the layout mdevctl ≥ 1.3 expects under MDEVCTL_ENV_ROOT).
-fn mounted(dir: &Path) -> Mounted {
-    for d in [
-        "etc/mdevctl.d",
-        "usr/lib/mdevctl/scripts.d/callouts",
-        "usr/lib/mdevctl/scripts.d/notifiers",
-        "run/lock",
-    ] {
-        fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    Mounted::new(HostConfig::example(), dir).expect("mount the AP simulator (root, /dev/fuse)")
-}
-
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(ap_host::bin())
+    Command::new(support::bin())
         .arg("--root")
         .arg(dir)
         .args(args)
@@ -54,9 +41,10 @@ fn text(o: &Output) -> String {
 #[test]
 #[ignore = "needs root + /dev/fuse and MDEVCTL_1_4; run by make check-apmask"]
 fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
-    let mdevctl = std::env::var("MDEVCTL_1_4").expect("MDEVCTL_1_4 must name mdevctl >= 1.3");
-    let dir = tempfile::tempdir().unwrap();
-    let m = mounted(dir.path());
+    let mdevctl = support::mdevctl_1_4();
+    let mdevctl = mdevctl.to_str().unwrap();
+    let h = SimHost::mount(HostConfig::example(), false);
+    let (m, dir) = (&h.m, &h.dir);
     let sim = m.sim().clone();
     assert_eq!(sim.queue_driver(2, 43), Some(Driver::Host));
 
@@ -70,7 +58,7 @@ fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
             "--uuid",
             NEW,
             "--mdevctl",
-            &mdevctl,
+            mdevctl,
             "--domain",
             "test",
             "--connect",
@@ -127,7 +115,7 @@ fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
     // --remove gives everything back
     let o = run(
         dir.path(),
-        &["passthrough", "--remove", NEW, "--mdevctl", &mdevctl],
+        &["passthrough", "--remove", NEW, "--mdevctl", mdevctl],
     );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -142,14 +130,13 @@ fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
     );
     assert_eq!(sim.queue_driver(2, 43), Some(Driver::Host));
     assert!(sim.apmask().get(2) && sim.aqmask().get(43));
-    drop(m);
 }
 
 #[test]
 #[ignore = "needs root + /dev/fuse; run by make check-apmask"]
 fn kernel_ebusy_is_reported_rolled_back_and_the_rule_left_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = mounted(dir.path());
+    let h = SimHost::mount(HostConfig::example(), false);
+    let (m, dir) = (&h.m, &h.dir);
     let sim = m.sim().clone();
     let root = Root::new(dir.path());
     fs::write(dir.path().join("sys/bus/ap/apmask"), "-2").unwrap();
@@ -191,5 +178,4 @@ fn kernel_ebusy_is_reported_rolled_back_and_the_rule_left_alone() {
     ap.clear(2);
     let active = masks::read_state(&root).unwrap().active;
     assert_eq!((active.apmask, active.aqmask), (ap, Mask::FULL));
-    drop(m);
 }

@@ -9,7 +9,7 @@
 //! `cargo test` and run by `make check-s390tools`, which fetches the packages first. A
 //! missing prerequisite fails, it never skips.
 
-mod ap_host;
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,7 @@ impl Side {
         self.zdev_cmd(tool, args).output().unwrap()
     }
     fn ours_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(ap_host::bin());
+        let mut c = Command::new(support::bin());
         c.arg("--root")
             .arg(self.dir.path())
             .args(args)

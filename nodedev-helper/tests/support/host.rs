@@ -1,40 +1,29 @@
-//! Test support for the callout tests: a fake host root (sysfs, mdevctl's dirs) laid out like
-//! the real one (spec/ap.md), golden files, and runners for our binary and the real mdevctl.
-#![allow(dead_code)]
+//! A fake host tree: plain files in a temp dir laid out like sysfs (doc/ap-bus.md), mdevctl's
+//! directories (doc/mdevctl.md) and `/run/lock`, one per test; our binary runs over it with
+//! `--root`. Plain files cannot act like the kernel (nothing creates an mdev on `start`): the
+//! tests that need that use [`super::sim`].
+//!
+//! [`Host::new`] is the common base; [`Host::for_ap`] and [`Host::for_callout`] add what the
+//! `ap`/`passthrough` and the callout tests start from, built from the same pieces.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use nodedev_helper::apmask::Mask;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_nodedev-helper");
-pub const TYPE: &str = "vfio_ap-passthrough";
+use super::{BIN, FULL, mask_without};
 
-pub const U1: &str = "11111111-1111-4111-8111-111111111111";
-pub const U2: &str = "22222222-2222-4222-8222-222222222222";
-pub const U3: &str = "33333333-3333-4333-8333-333333333333";
-pub const U4: &str = "44444444-4444-4444-8444-444444444444";
-
-/// A fake host root. The default host gives adapters 2-3 and domains 43-44 to vfio_ap
-/// (cleared in apmask/aqmask, active and persistent), has cards 02 and 03 (CEX7, hwtype 13)
-/// and card 05 (CEX3C, hwtype 9), `ap_max_adapter_id`/`ap_max_domain_id` 255/84, and vfio_ap
-/// loaded (the matrix parent exists).
 pub struct Host {
     pub dir: tempfile::TempDir,
 }
 
-pub fn mask_without(bits: &[u8]) -> Mask {
-    let mut m = Mask::FULL;
-    for &b in bits {
-        m.clear(b);
-    }
-    m
-}
-
 impl Host {
+    /// The base: mdevctl's config, callout and notifier directories, the AP bus without
+    /// cards, both masks all-ones (the host owns every APQN), vfio_ap loaded (the `matrix`
+    /// parent with its type), `/run/lock`.
     pub fn new() -> Host {
         let h = Host {
             dir: tempfile::tempdir().unwrap(),
@@ -44,20 +33,49 @@ impl Host {
             "sys/bus/mdev/devices",
             "sys/class/mdev_bus",
             "etc/mdevctl.d/matrix",
-            "etc/udev/rules.d",
+            "etc/mdevctl.d/scripts.d/callouts",
             "usr/lib/mdevctl/scripts.d/callouts",
             "usr/lib/mdevctl/scripts.d/notifiers",
             "run/lock",
         ] {
             fs::create_dir_all(h.path(d)).unwrap();
         }
+        h.write("sys/bus/ap/apmask", &format!("{FULL}\n"));
+        h.write("sys/bus/ap/aqmask", &format!("{FULL}\n"));
+        h.load_vfio_ap();
+        h
+    }
+
+    /// The `ap`/`passthrough` tests' host: cards 02 (CEX7, hwtype 13) and 05 (CEX3C, hwtype 9)
+    /// with domains 43 and 44 bound to the host driver, all bindings complete.
+    pub fn for_ap() -> Host {
+        let h = Host::new();
+        h.write("sys/bus/ap/bindings", "4/4 (complete)\n");
+        for (card, hw) in [(2, 13), (5, 9)] {
+            h.card(card, hw);
+            for dom in [43, 44] {
+                h.write(
+                    &format!("sys/bus/ap/devices/{card:02x}.{dom:04x}/online"),
+                    "1\n",
+                );
+            }
+        }
+        h
+    }
+
+    /// The callout tests' host: adapters 2-3 and domains 43-44 given to vfio_ap (cleared in
+    /// apmask/aqmask; the persistent masks, when a test sets them, are separate), cards 02
+    /// and 03 (CEX7, hwtype 13) and 05 (CEX3C, hwtype 9), `ap_max_adapter_id` 255 and
+    /// `ap_max_domain_id` 84.
+    pub fn for_callout() -> Host {
+        let h = Host::new();
+        fs::create_dir_all(h.path("etc/udev/rules.d")).unwrap();
         h.write("sys/bus/ap/ap_max_adapter_id", "255\n");
         h.write("sys/bus/ap/ap_max_domain_id", "84\n");
         h.set_active_masks(&mask_without(&[2, 3]), &mask_without(&[43, 44]));
         h.card(2, 13);
         h.card(3, 13);
         h.card(5, 9);
-        h.load_vfio_ap();
         h
     }
 
@@ -72,13 +90,50 @@ impl Host {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, text).unwrap();
     }
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap()
+    }
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).symlink_metadata().is_ok()
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.path("run/lock/s390apconfig.lock")
+    }
+
+    /// Every file of the tree and its contents ([`super::snapshot`]).
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        super::snapshot(self.root(), &[])
+    }
+
+    /// `nodedev-helper --root ROOT ARGS` (mdevctl's root variable removed).
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env_remove("MDEVCTL_ENV_ROOT")
+            .output()
+            .unwrap()
+    }
+
+    /// [`Host::run`] that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
 
     pub fn set_active_masks(&self, ap: &Mask, aq: &Mask) {
         self.write("sys/bus/ap/apmask", &format!("{ap}\n"));
         self.write("sys/bus/ap/aqmask", &format!("{aq}\n"));
     }
 
-    /// The persistent masks as chzdev writes them.
+    /// The persistent masks as chzdev writes them (doc/s390-tools.md, "The persistent rule").
     pub fn set_persistent_masks(&self, ap: &Mask, aq: &Mask) {
         self.write(
             "etc/udev/rules.d/41-ap.rules",
@@ -151,17 +206,26 @@ RUN{{builtin}}+=\"kmod load vfio_ap\"\n\nLABEL=\"end_ap\"\n"
         );
     }
 
-    pub fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).unwrap()
-    }
-    pub fn exists(&self, rel: &str) -> bool {
-        self.path(rel).symlink_metadata().is_ok()
-    }
-    pub fn lock_path(&self) -> PathBuf {
-        self.path("run/lock/s390apconfig.lock")
+    /// One APQN in an mdevctl config (`start` auto or manual), and, when `active`, in the
+    /// kernel's `matrix` of the running device.
+    pub fn mdev(&self, uuid: &str, start: &str, adapter: u8, domain: u8, active: bool) {
+        if active {
+            self.write(
+                &format!("sys/devices/vfio_ap/matrix/{uuid}/matrix"),
+                &format!("{adapter:02x}.{domain:04x}\n"),
+            );
+        }
+        let (a, d) = (adapter.to_string(), domain.to_string());
+        self.config(
+            uuid,
+            &format!(
+                "{}\n",
+                super::device_json(start, &[("assign_adapter", &a), ("assign_domain", &d)])
+            ),
+        );
     }
 
-    /// Installs our binary into mdevctl's callout dir under the name hooks/ uses.
+    /// Installs our binary into one of mdevctl's callout dirs under the name hooks/ uses.
     pub fn install_callout(&self, dir: &str) -> PathBuf {
         let p = self.path(dir).join("nodedev-helper-callout");
         fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -169,78 +233,4 @@ RUN{{builtin}}+=\"kmod load vfio_ap\"\n\nLABEL=\"end_ap\"\n"
         symlink(BIN, &p).unwrap();
         p
     }
-}
-
-pub fn device_json(start: &str, attrs: &[(&str, &str)]) -> String {
-    let list: Vec<String> = attrs
-        .iter()
-        .map(|(k, v)| format!("{{\"{k}\":\"{v}\"}}"))
-        .collect();
-    format!(
-        "{{\"mdev_type\":\"{TYPE}\",\"start\":\"{start}\",\"attrs\":[{}]}}",
-        list.join(",")
-    )
-}
-
-/// Runs our binary as mdevctl would (argv, stdin) with `--root`.
-pub fn callout(host: &Host, event: &str, action: &str, uuid: &str, stdin: Option<&str>) -> Output {
-    run(
-        Command::new(BIN)
-            .arg("callout")
-            .arg("--root")
-            .arg(host.root())
-            .args([
-                "-t", TYPE, "-e", event, "-a", action, "-s", "none", "-u", uuid, "-p", "matrix",
-            ])
-            .env("NODEDEV_HELPER_LOCK_WAIT", "0.3"),
-        stdin,
-    )
-}
-
-pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        // the callout may exit before reading (other type): ignore EPIPE
-        let _ = child.stdin.take().unwrap().write_all(s.as_bytes());
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Replaces the temp root, UUID-free paths and our PIDs with stable placeholders.
-pub fn normalize(s: &str, host: &Host) -> String {
-    s.replace(&host.root().display().to_string(), "$ROOT")
-}
-
-/// Compares with `testdata/callout/NAME`, or rewrites it when UPDATE_GOLDEN=1.
-pub fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/callout")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "golden file {} missing ({e}); run with UPDATE_GOLDEN=1 and review the diff",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual,
-        expected,
-        "output differs from golden file {} (UPDATE_GOLDEN=1 regenerates it)",
-        path.display()
-    );
 }
