@@ -136,11 +136,59 @@ def oneshot_run(oneshot, nss_dir, work, m, rounds):
     return res
 
 
+MANY = 60000
+
+
+def write_many(d, n):
+    """One network whose n leases all carry the hostname `manyhost` (newer expiry the later
+    in the file), and a domain `manymacs` that owns all n MACs: the input that made lookups
+    quadratic (every address compared with every address kept, a byte search of every
+    .status file per MAC, and a new search for every ERANGE retry with a larger buffer)."""
+    os.makedirs(d)
+    t = int(time.time()) + 100000
+    leases = ",\n".join(
+        '  {\n    "ip-address": "10.%d.%d.%d",\n    "mac-address": "52:54:01:%02x:%02x:%02x",\n'
+        '    "hostname": "manyhost",\n    "expiry-time": %d\n  }'
+        % (i >> 16, (i >> 8) & 255, i & 255, i >> 16, (i >> 8) & 255, i & 255, t + i)
+        for i in range(n))
+    with open(os.path.join(d, "virbr0.status"), "w") as f:
+        f.write("[\n" + leases + "\n]\n")
+    macs = ", ".join('"52:54:01:%02x:%02x:%02x"' % (i >> 16, (i >> 8) & 255, i & 255) for i in range(n))
+    with open(os.path.join(d, "virbr0.macs"), "w") as f:
+        f.write('[\n  {\n    "domain": "manymacs",\n    "macs": [' + macs + ']\n  }\n]\n')
+
+
+def many_run(oneshot, nss_dir, work, limit):
+    """One-shot getent of `manyhost` (libvirt) and `manymacs` (libvirt_guest), ours and
+    libvirt's, one run each (seconds, not microseconds, are in question): wall seconds,
+    distinct addresses answered, or why there was no answer."""
+    d = os.path.join(work, "leases-many")
+    write_many(d, MANY)
+    time.sleep(3)
+    sysdir = system_nss_dir()
+    script = ""
+    for svc, name in [("libvirt", "manyhost"), ("libvirt_guest", "manymacs")]:
+        for impl in ["ours", "libvirt"]:
+            script += (f"s=$(date +%s%N); n=$({oneshot} {sysdir} {nss_dir} exec {impl} timeout {limit} "
+                       f"getent -s hosts:{svc} ahosts {name} | awk '{{print $1}}' | sort -u | wc -l); "
+                       f"e=$(date +%s%N); "
+                       f"echo \"many {svc} {impl} $(( (e - s) / 1000000 )) $n\"\n")
+    out = in_ns(d, None, "set +e\n" + script)
+    res = {}
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "many":
+            res[(f[1], f[2])] = (int(f[3]) / 1000, int(f[4]))
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nss-dir", required=True, help="dir with our libnss_libvirt{,_guest}.so.2")
     ap.add_argument("--work", default="/tmp/vhk-nss-bench")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    ap.add_argument("--many-limit", type=int, default=120,
+                    help="seconds a many-answers getent may take before it is stopped")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (mount namespaces); run `sudo make bench`")
@@ -233,6 +281,18 @@ def main():
         else:
             v = f"no difference shown one-shot, within noise ({shown})"
         verdicts.append(f"verdict at {n} leases: {v}")
+
+    many = many_run(oneshot, nss_dir, args.work, args.many_limit)
+    print()
+    print(f"many answers: {MANY} leases of one hostname, one domain owning {MANY} MACs; one-shot getent ahosts,")
+    print(f"one run each, wall seconds (stopped after {args.many_limit} s); distinct addresses answered")
+    for svc, name in [("libvirt", "manyhost"), ("libvirt_guest", "manymacs")]:
+        row = []
+        for impl in ["libvirt", "ours"]:
+            sec, n = many[(svc, impl)]
+            shown = f"{sec:.2f} s, {n} addresses" if sec < args.many_limit else f"stopped after {args.many_limit} s"
+            row.append(f"{impl} {shown}")
+        print(f"  {svc:<13} {name:<9} | " + " | ".join(row))
 
     print()
     print("peak RSS of the benchmark process (KB) after all lookups: " + ", ".join(

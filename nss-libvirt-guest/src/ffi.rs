@@ -10,17 +10,18 @@
 //! reported as UNAVAIL; `errno` is restored before `*errnop` is written (glibc passes
 //! `&errno` as `errnop`), so it is unchanged on success.
 
+use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::mem::{align_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::ptr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent, socklen_t};
 
-use crate::lookup::{self, Answer, DEFAULT_LEASE_DIR, Family, Service};
+use crate::lookup::{self, Answer, DEFAULT_LEASE_DIR, Family, Generation, Service};
 
 /// `enum nss_status` (glibc `<nss.h>`).
 pub const NSS_STATUS_TRYAGAIN: c_int = -2;
@@ -80,6 +81,61 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A forward answer that did not fit the caller's buffer, kept for the retry: glibc (and
+/// getaddrinfo's scratch buffer) answers ERANGE by calling again at once, on the same thread,
+/// with a buffer twice as large, until it fits; without this every retry searched again.
+/// Served only to the same service, family and name, for the same lease directory in the
+/// same [`Generation`] (a file renamed into it since changes that), within
+/// [`lookup::TRUST_WINDOW`]; taken out when served, so it never outlives the retry.
+struct Kept {
+    service: Service,
+    family: Family,
+    name: String,
+    dir: PathBuf,
+    generation: Generation,
+    at: Instant,
+    addrs: Vec<IpAddr>,
+}
+
+thread_local! {
+    static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
+}
+
+/// The addresses of `name`: the answer kept for this retry, or a lookup.
+fn forward(service: Service, name: &str, family: Family) -> Result<Answer, std::io::Error> {
+    let dir = lease_dir();
+    let kept = KEPT.with(|k| k.borrow_mut().take()).filter(|k| {
+        k.service == service
+            && k.family == family
+            && k.name == name
+            && k.dir == dir
+            && k.at.elapsed() < lookup::TRUST_WINDOW
+            && lookup::generation(&dir) == Some(k.generation)
+    });
+    match kept {
+        Some(k) => Ok(Answer::Found(k.addrs)),
+        None => lookup::lookup(&dir, name, service, family, now()),
+    }
+}
+
+/// Keeps `addrs` for the retry that follows an ERANGE (see [`Kept`]).
+fn keep(service: Service, name: &str, family: Family, addrs: Vec<IpAddr>) {
+    let dir = lease_dir();
+    let Some(generation) = lookup::generation(&dir) else {
+        return;
+    };
+    let kept = Kept {
+        service,
+        family,
+        name: name.to_owned(),
+        dir,
+        generation,
+        at: Instant::now(),
+        addrs,
+    };
+    KEPT.with(|k| *k.borrow_mut() = Some(kept));
 }
 
 fn errno_of(e: &std::io::Error) -> c_int {
@@ -247,7 +303,7 @@ unsafe fn gethostbyname3(
         let Some(q) = (unsafe { name_of(name) }) else {
             return Outcome::NotFound;
         };
-        let addrs = match lookup::lookup(&lease_dir(), q, service, family, now()) {
+        let addrs = match forward(service, q, family) {
             Ok(Answer::Found(a)) => a,
             Ok(Answer::NoData) => return Outcome::NoData,
             Ok(Answer::NotFound) => return Outcome::NotFound,
@@ -263,6 +319,7 @@ unsafe fn gethostbyname3(
             || result.is_null()
             || buflen < hostent_size(buffer, q, addrs.len(), alen)
         {
+            keep(service, q, family, addrs);
             return Outcome::TooSmall;
         }
         // SAFETY: size checked above; result and buffer come from the caller.
@@ -301,7 +358,7 @@ unsafe fn gethostbyname4(
         let Some(q) = (unsafe { name_of(name) }) else {
             return Outcome::NotFound;
         };
-        let addrs = match lookup::lookup(&lease_dir(), q, service, Family::Any, now()) {
+        let addrs = match forward(service, q, Family::Any) {
             Ok(Answer::Found(a)) => a,
             Ok(Answer::NoData) => return Outcome::NoData,
             Ok(Answer::NotFound) => return Outcome::NotFound,
@@ -310,6 +367,7 @@ unsafe fn gethostbyname4(
         let tsize = size_of::<GaihAddrtuple>();
         let need = pad(buffer) + addrs.len() * tsize + q.len() + 1;
         if buffer.is_null() || pat.is_null() || buflen < need {
+            keep(service, q, Family::Any, addrs);
             return Outcome::TooSmall;
         }
         // SAFETY (whole block): `need` <= buflen; tuples start at an aligned offset and

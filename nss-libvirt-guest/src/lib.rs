@@ -5,6 +5,14 @@
 //! [`ffi`]); the logic lives in safe modules: [`json`] (bounded scanner), [`leases`] (the
 //! `.status`/`.macs` files), [`lookup`] (libvirt's matching rules, cache). The rules and
 //! the libvirt defects fixed here are in the project's spec (docs: README of this crate).
+//!
+//! Bounds (the module runs inside sshd, sudo and systemd, and no lease file may make them
+//! wait): a forward lookup answers at most [`lookup::MAX_ANSWERS`] (256) addresses, the
+//! best-ranked; a lease file larger than [`lookup::MAX_FILE_BYTES`] (16 MiB) is ignored;
+//! a lookup's work is linear in the bytes it reads; glibc's retry with a larger buffer after
+//! ERANGE is answered from the first search ([`ffi`]). [`work`] counts searches, scans and
+//! entries examined, so that tests check these bounds without timing.
+//!
 //! The diagnostic command `nss-libvirt-guest` is its own package (`cli/`), so that this one,
 //! the module's, depends on libc (and memchr) only.
 
@@ -12,5 +20,6 @@ pub mod ffi;
 pub mod json;
 pub mod leases;
 pub mod lookup;
+pub mod work;
 
 pub use lookup::{Answer, Family, Service, lookup, reverse};

@@ -17,6 +17,13 @@
 //! are only syntax-checked, without allocating, so the answer is the full parse's (see
 //! [`parse_containing`]). libvirt's module parses every entry of every file instead.
 //!
+//! Bounded work: a lookup answers at most [`MAX_ANSWERS`] addresses (the best-ranked), and
+//! its work is linear in the bytes of the files it reads (at most [`MAX_FILE_BYTES`] each):
+//! addresses and MACs are deduplicated through hash sets, a domain's MACs are looked up in
+//! each `.status` file's MAC index, and a lookup with more than [`MAX_NEEDLES`] MACs
+//! parses the `.status` files instead of searching them once per MAC. [`crate::work`] counts
+//! what a lookup did, so that tests can check these bounds without timing anything.
+//!
 //! Trust window: the directory is stat'ed on every lookup, but its files are not while the
 //! directory's key is unchanged and all its files of the kind needed were key-checked less
 //! than [`TRUST_WINDOW`] ago (see there for why that is safe). At small lease counts the
@@ -33,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::json;
 use crate::leases::{Lease, MacsFile, StatusFile};
+use crate::work;
 
 /// Where libvirt keeps `*.status` and `*.macs` (compiled into libvirt's module too).
 pub const DEFAULT_LEASE_DIR: &str = "/var/lib/libvirt/dnsmasq";
@@ -40,6 +48,16 @@ pub const DEFAULT_LEASE_DIR: &str = "/var/lib/libvirt/dnsmasq";
 pub const LEASE_DIR_ENV: &str = "LIBVIRT_NSS_LEASE_DIR";
 /// Most bytes read from one file; a 10,000-lease `.status` is about 1.8 MB.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Most addresses one forward lookup answers: the best-ranked ones (newest expiry first).
+/// A guest has an address or two per network; a file with thousands of leases for one name
+/// (or a domain listing thousands of MACs) is not a guest, and answering all of them would
+/// make every program that resolves the name (sshd, sudo) copy and sort them, with glibc
+/// retrying each lookup with a larger buffer. 256 addresses fill about 10 KB of the
+/// caller's buffer.
+pub const MAX_ANSWERS: usize = 256;
+/// A forward lookup searching for more needles than this (a domain's MACs) parses each
+/// `.status` file and looks the MACs up in its index, instead of one byte search per MAC.
+pub const MAX_NEEDLES: usize = 16;
 /// Cache bounds: source bytes held, files held, directories held.
 const MAX_CACHED_BYTES: u64 = 64 << 20;
 const MAX_CACHED_FILES: usize = 256;
@@ -469,19 +487,14 @@ impl Cache {
             Service::Libvirt => Vec::new(),
             Service::Guest => {
                 self.files_of(dir, &names, Kind::Macs, Some(&name_lc), start, &mut files);
-                let mut macs = Vec::new();
-                for f in &files {
-                    if let Content::Macs(m) = &f.content {
-                        for e in m.for_domain(&name_lc[0]) {
-                            for mac in &e.macs {
-                                if !macs.contains(mac) {
-                                    macs.push(mac.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                macs
+                let macs_files = files.iter().filter_map(|f| match &f.content {
+                    Content::Macs(m) => Some(&**m),
+                    _ => None,
+                });
+                domain_macs(macs_files, &name_lc[0])
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
             }
         };
         let needles: &[String] = match service {
@@ -563,6 +576,16 @@ impl Cache {
     }
 }
 
+/// What identifies the state of a lease directory: its key (device, inode, size, mtime,
+/// ctime). libvirt replaces lease files by rename, which changes it (see [`TRUST_WINDOW`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(Key);
+
+/// The directory's [`Generation`] now; None if it cannot be stat'ed.
+pub fn generation(dir: &Path) -> Option<Generation> {
+    fs::metadata(dir).ok().map(|m| Generation(Key::of(&m)))
+}
+
 /// Path equality as bytes: the cache's paths are all built the same way (`dir.join(name)`),
 /// and `Path`'s `==` compares component by component (a third of a 10-lease lookup).
 fn same(a: &Path, b: &Path) -> bool {
@@ -623,7 +646,10 @@ pub fn parse_containing(bytes: &[u8], kind: Kind, needles: &[String]) -> Option<
     // in a VM, about 15 µs in all (an interleaved CPU-time series at 10 leases had ours
     // ~3% above libvirt's module with it). Small files are scanned without it.
     let simd = bytes.len() >= SIMD_MIN_BYTES;
-    if has_backslash(bytes, simd) || needles.iter().any(|n| n.is_empty()) {
+    if needles.len() > MAX_NEEDLES
+        || has_backslash(bytes, simd)
+        || needles.iter().any(|n| n.is_empty())
+    {
         return None;
     }
     let mut hits = Vec::new();
@@ -636,6 +662,7 @@ pub fn parse_containing(bytes: &[u8], kind: Kind, needles: &[String]) -> Option<
     // fraction of the folding search's instructions (callgrind).
     let folded = !simd || has_ascii_uppercase(bytes);
     for n in needles {
+        work::scanned(1);
         let complete = if folded {
             for_each_ci(bytes, n.as_bytes(), &mut push)
         } else {
@@ -783,17 +810,9 @@ pub fn candidates<'a>(
             }
         }
         Service::Guest => {
-            let mut macs: Vec<&str> = Vec::new();
-            for (_, m) in snap.macs_files() {
-                for e in m.for_domain(&name_lc) {
-                    for mac in &e.macs {
-                        if !macs.contains(&mac.as_str()) {
-                            macs.push(mac);
-                        }
-                    }
-                }
-            }
+            let macs = domain_macs(snap.macs_files().map(|(_, m)| m), &name_lc);
             for (i, _, s) in snap.status_files() {
+                work::examined(macs.len() as u64);
                 for mac in &macs {
                     for l in s.with_mac(mac) {
                         if l.is_live(now) {
@@ -804,7 +823,30 @@ pub fn candidates<'a>(
             }
         }
     }
+    work::examined(out.len() as u64);
     out.sort_by_key(rank);
+    out
+}
+
+/// The MACs of the domain `name_lc` (lower-cased) in `macs_files`, each once, in the order
+/// of the files and their entries: libvirt's domain -> MACs rule, for the lookup, its
+/// prefilter and the diagnostic command alike. Linear in the MACs listed for the domain.
+pub fn domain_macs<'a>(
+    macs_files: impl Iterator<Item = &'a MacsFile>,
+    name_lc: &str,
+) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for m in macs_files {
+        for e in m.for_domain(name_lc) {
+            work::examined(e.macs.len() as u64);
+            for mac in &e.macs {
+                if seen.insert(mac.as_str()) {
+                    out.push(mac.as_str());
+                }
+            }
+        }
+    }
     out
 }
 
@@ -814,17 +856,40 @@ pub fn answer(snap: &Snapshot, name: &str, service: Service, family: Family, now
     if c.is_empty() {
         return Answer::NotFound;
     }
-    let mut addrs: Vec<IpAddr> = Vec::new();
-    for cand in &c {
-        if family.accepts(&cand.lease.ip) && !addrs.contains(&cand.lease.ip) {
-            addrs.push(cand.lease.ip);
-        }
-    }
+    let addrs = first_distinct(c.iter().map(|c| c.lease.ip).filter(|ip| family.accepts(ip)));
     if addrs.is_empty() {
         Answer::NoData
     } else {
         Answer::Found(addrs)
     }
+}
+
+/// The first [`MAX_ANSWERS`] distinct addresses of `ranked`, in its order. A guest's few
+/// addresses are compared directly; past a handful, a hash set keeps it linear.
+fn first_distinct(ranked: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
+    const DIRECT: usize = 16;
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    let mut seen: std::collections::HashSet<IpAddr> = std::collections::HashSet::new();
+    let mut probes = 0u64;
+    for ip in ranked {
+        probes += 1;
+        let new = if addrs.len() < DIRECT {
+            !addrs.contains(&ip)
+        } else {
+            if seen.is_empty() {
+                seen.extend(addrs.iter().copied());
+            }
+            seen.insert(ip)
+        };
+        if new {
+            addrs.push(ip);
+            if addrs.len() == MAX_ANSWERS {
+                break;
+            }
+        }
+    }
+    work::examined(probes);
+    addrs
 }
 
 /// Forward lookup: the addresses of `name` in the lease directory `dir` at time `now`.
@@ -838,6 +903,7 @@ pub fn lookup(
     if name.is_empty() {
         return Ok(Answer::NotFound);
     }
+    work::searched();
     with_cache(|cache| {
         let snap = cache.snapshot_for(dir, service, name)?;
         Ok(answer(&snap, name, service, family, now))
@@ -879,6 +945,7 @@ pub fn reverse_answer(snap: &Snapshot, ip: IpAddr, service: Service, now: i64) -
 
 /// Reverse lookup: the name of `ip` in the lease directory `dir` at time `now`.
 pub fn reverse(dir: &Path, ip: IpAddr, service: Service, now: i64) -> io::Result<Option<String>> {
+    work::searched();
     with_cache(|cache| {
         let snap = cache.snapshot(dir, service == Service::Guest)?;
         Ok(reverse_answer(&snap, ip, service, now))
