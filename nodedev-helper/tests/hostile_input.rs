@@ -77,18 +77,7 @@ fn ap(h: &Host, args: &[&str]) -> Output {
 }
 
 fn callout_bounded(h: &Host, event: &str, action: &str, uuid: &str, stdin: Vec<u8>) -> Output {
-    bounded(
-        Command::new(BIN)
-            .arg("callout")
-            .arg("--root")
-            .arg(h.root())
-            .args([
-                "-t", TYPE, "-e", event, "-a", action, "-s", "none", "-u", uuid, "-p", "matrix",
-            ])
-            .env("NODEDEV_HELPER_LOCK_WAIT", "0.3"),
-        stdin,
-        20,
-    )
+    bounded(&mut callout_cmd(h, event, action, uuid), stdin, 20)
 }
 
 const RULE: &str = "etc/udev/rules.d/41-ap.rules";

@@ -19,47 +19,42 @@ fn run(cli: Cli) -> Result<()> {
     let root = Root::resolve(cli.root());
     match cli.cmd {
         Cmd::Plan {
-            device: Some(device),
+            device,
             common,
             label,
             cylinder_size,
             geometry,
             free,
         } => {
-            if label.is_some() || cylinder_size.is_some() || geometry.is_some() || !free.is_empty()
-            {
-                bail!(
+            let described = label.is_some()
+                || cylinder_size.is_some()
+                || geometry.is_some()
+                || !free.is_empty();
+            let (p, extra) = match (device, label) {
+                (Some(_), _) if described => bail!(
                     "with DEVICE, the label, geometry, sector size and free extents are read from the disk; drop --label/--cylinder-size/--geometry/--free"
-                );
-            }
-            let (_, p) = placement::on_disk(&root, &device, &common.options())?;
+                ),
+                (Some(device), _) => {
+                    let (_, p) = placement::on_disk(&root, &device, &common.options())?;
+                    (p, json!({"device": device}))
+                }
+                (None, None) => bail!("--label is required without DEVICE"),
+                (None, Some(label)) => {
+                    let d = Description {
+                        label,
+                        cylinder_size,
+                        geometry,
+                        free,
+                    };
+                    (
+                        placement::described(&root, &d, &common.options())?,
+                        json!({}),
+                    )
+                }
+            };
             emit(
                 common.json,
-                report::plan_json(&p, json!({"device": device})),
-                report::plan_text(&p),
-            );
-        }
-        Cmd::Plan {
-            device: None,
-            common,
-            label,
-            cylinder_size,
-            geometry,
-            free,
-        } => {
-            let Some(label) = label else {
-                bail!("--label is required without DEVICE");
-            };
-            let d = Description {
-                label,
-                cylinder_size,
-                geometry,
-                free,
-            };
-            let p = placement::described(&root, &d, &common.options())?;
-            emit(
-                common.json,
-                report::plan_json(&p, json!({})),
+                report::plan_json(&p, extra),
                 report::plan_text(&p),
             );
         }

@@ -90,19 +90,22 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Runs our binary as mdevctl runs a callout (argv, stdin), over `host` with `--root`.
+/// Our binary as mdevctl runs a callout (argv), over `host` with `--root`.
+pub fn callout_cmd(host: &Host, event: &str, action: &str, uuid: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("callout")
+        .arg("--root")
+        .arg(host.root())
+        .args([
+            "-t", TYPE, "-e", event, "-a", action, "-s", "none", "-u", uuid, "-p", "matrix",
+        ])
+        .env("NODEDEV_HELPER_LOCK_WAIT", "0.3");
+    c
+}
+
+/// [`callout_cmd`] run with `stdin`.
 pub fn callout(host: &Host, event: &str, action: &str, uuid: &str, stdin: Option<&str>) -> Output {
-    run(
-        Command::new(BIN)
-            .arg("callout")
-            .arg("--root")
-            .arg(host.root())
-            .args([
-                "-t", TYPE, "-e", event, "-a", action, "-s", "none", "-u", uuid, "-p", "matrix",
-            ])
-            .env("NODEDEV_HELPER_LOCK_WAIT", "0.3"),
-        stdin,
-    )
+    run(&mut callout_cmd(host, event, action, uuid), stdin)
 }
 
 /// Replaces the host's temporary root with `$ROOT`, for golden files.
