@@ -269,6 +269,63 @@ unsafe fn fill_hostent(
     }
 }
 
+/// Size of a `gaih_addrtuple` answer: one tuple per address (chained), then the name.
+fn tuples_size(buffer: *mut c_char, name: &str, n: usize) -> usize {
+    pad(buffer) + n * size_of::<GaihAddrtuple>() + name.len() + 1
+}
+
+/// Fill `buffer` with the chained tuples of `addrs` (either family) named `name`, and point
+/// `*pat` at the first (or copy it into a preallocated first record).
+///
+/// # Safety
+/// `pat` valid for reads and writes (`*pat` NULL or a valid tuple); `buffer` valid for
+/// `buflen` bytes; `buflen` at least [`tuples_size`].
+unsafe fn fill_tuples(
+    pat: *mut *mut GaihAddrtuple,
+    buffer: *mut c_char,
+    buflen: usize,
+    name: &str,
+    addrs: &[IpAddr],
+) {
+    let need = tuples_size(buffer, name, addrs.len());
+    assert!(need <= buflen);
+    // SAFETY (whole block): every offset below stays within `need` <= `buflen` bytes of
+    // `buffer`; tuples start at an aligned offset and the tuple size is a multiple of
+    // pointer alignment; the name follows the tuples.
+    unsafe {
+        let first = buffer.add(pad(buffer)) as *mut GaihAddrtuple;
+        let name_dst = first.add(addrs.len()) as *mut c_char;
+        ptr::copy_nonoverlapping(name.as_ptr() as *const c_char, name_dst, name.len());
+        *name_dst.add(name.len()) = 0;
+        for (i, ip) in addrs.iter().enumerate() {
+            let (b, l) = octets(ip);
+            let mut addr = [0u32; 4];
+            ptr::copy_nonoverlapping(b.as_ptr(), addr.as_mut_ptr() as *mut u8, l);
+            first.add(i).write(GaihAddrtuple {
+                next: if i + 1 < addrs.len() {
+                    first.add(i + 1)
+                } else {
+                    ptr::null_mut()
+                },
+                name: name_dst,
+                family: if ip.is_ipv6() { AF_INET6 } else { AF_INET },
+                addr,
+                scopeid: 0,
+            });
+        }
+        debug_assert_eq!(
+            name_dst.add(name.len() + 1) as usize - buffer as usize,
+            need
+        );
+        // glibc may pass a preallocated first record: copy into it, as systemd does.
+        if (*pat).is_null() {
+            *pat = first;
+        } else {
+            ptr::copy_nonoverlapping(first, *pat, 1);
+        }
+    }
+}
+
 fn service_family(af: c_int) -> Option<Family> {
     match af {
         // libvirt: AF_UNSPEC given to gethostbyname3_r means AF_INET.
@@ -364,45 +421,15 @@ unsafe fn gethostbyname4(
             Ok(Answer::NotFound) => return Outcome::NotFound,
             Err(e) => return Outcome::Unavail(errno_of(&e)),
         };
-        let tsize = size_of::<GaihAddrtuple>();
-        let need = pad(buffer) + addrs.len() * tsize + q.len() + 1;
-        if buffer.is_null() || pat.is_null() || buflen < need {
+        if buffer.is_null() || pat.is_null() || buflen < tuples_size(buffer, q, addrs.len()) {
             keep(service, q, Family::Any, addrs);
             return Outcome::TooSmall;
         }
-        // SAFETY (whole block): `need` <= buflen; tuples start at an aligned offset and
-        // tuple size is a multiple of pointer alignment; the name follows the tuples.
-        unsafe {
-            let first = buffer.add(pad(buffer)) as *mut GaihAddrtuple;
-            let name_dst = (first as *mut u8).add(addrs.len() * tsize) as *mut c_char;
-            ptr::copy_nonoverlapping(q.as_ptr() as *const c_char, name_dst, q.len());
-            *name_dst.add(q.len()) = 0;
-            for (i, ip) in addrs.iter().enumerate() {
-                let t = first.add(i);
-                let (b, l) = octets(ip);
-                let mut addr = [0u32; 4];
-                ptr::copy_nonoverlapping(b.as_ptr(), addr.as_mut_ptr() as *mut u8, l);
-                t.write(GaihAddrtuple {
-                    next: if i + 1 < addrs.len() {
-                        first.add(i + 1)
-                    } else {
-                        ptr::null_mut()
-                    },
-                    name: name_dst,
-                    family: if ip.is_ipv6() { AF_INET6 } else { AF_INET },
-                    addr,
-                    scopeid: 0,
-                });
-            }
-            // glibc may pass a preallocated first record: copy into it, as systemd does.
-            if (*pat).is_null() {
-                *pat = first;
-            } else {
-                ptr::copy_nonoverlapping(first, *pat, 1);
-            }
-            if !ttlp.is_null() {
-                *ttlp = 0;
-            }
+        // SAFETY: size checked above; pat and buffer come from the caller.
+        unsafe { fill_tuples(pat, buffer, buflen, q, &addrs) };
+        if !ttlp.is_null() {
+            // SAFETY: non-NULL ttlp is valid per glibc's contract.
+            unsafe { *ttlp = 0 };
         }
         Outcome::Success
     };

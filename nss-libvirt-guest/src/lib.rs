@@ -16,10 +16,13 @@
 //! The diagnostic command `nss-libvirt-guest` is its own package (`cli/`), so that this one,
 //! the module's, depends on libc (and memchr) only.
 
+pub mod cache;
 pub mod ffi;
 pub mod json;
 pub mod leases;
 pub mod lookup;
+pub mod matching;
+pub mod prefilter;
 pub mod work;
 
 pub use lookup::{Answer, Family, Service, lookup, reverse};

@@ -15,6 +15,7 @@ use clap::Parser;
 use nss_libvirt_guest::lookup::{
     self, Answer, Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
 };
+use nss_libvirt_guest::matching;
 use nss_libvirt_guest_cli::cli::{Cli, Cmd, Svc};
 use serde_json::{Value, json};
 
@@ -38,17 +39,14 @@ fn expiry_text(e: i64) -> String {
     }
 }
 
-/// Every entry of every file, with the verdict for `name` under `service`.
+/// Every entry of every file, with the module's verdict for `name` under `service`
+/// (`matching::explain`: the decisions the lookup itself made), and the problems found.
 fn explain(snap: &Snapshot, name: &str, service: Service, now: i64) -> Vec<Value> {
     let lc = name.to_ascii_lowercase();
-    let mut macs: Vec<String> = Vec::new();
-    for (_, m) in snap.macs_files() {
-        for e in m.for_domain(&lc) {
-            macs.extend(e.macs.iter().cloned());
-        }
-    }
     let mut out = Vec::new();
-    for f in &snap.files {
+    let decisions = matching::explain(snap, name, service, Family::Any, now);
+    let mut decided = decisions.iter().peekable();
+    for (i, f) in snap.files.iter().enumerate() {
         let file = f.path.display().to_string();
         match &f.content {
             Content::Unusable(why) => {
@@ -70,30 +68,9 @@ fn explain(snap: &Snapshot, name: &str, service: Service, now: i64) -> Vec<Value
                 for p in &s.problems {
                     out.push(json!({"file": file, "offset": p.offset, "verdict": "entry skipped", "reason": p.reason}));
                 }
-                for l in &s.leases {
-                    let matches = match service {
-                        Service::Libvirt => match &l.hostname {
-                            None => Err("no hostname".to_string()),
-                            Some(h) if h.eq_ignore_ascii_case(name) => Ok(()),
-                            Some(h) => Err(format!("hostname {h} is another name")),
-                        },
-                        Service::Guest => match &l.mac {
-                            None => Err("no MAC address".into()),
-                            Some(m) if macs.contains(m) => Ok(()),
-                            Some(m) => Err(format!("MAC {m} not in the domain's list")),
-                        },
-                    };
-                    let (verdict, reason) = match matches {
-                        Err(r) => ("rejected", r),
-                        Ok(()) if !l.is_live(now) => {
-                            ("rejected", format!("expired at {}", l.expiry))
-                        }
-                        Ok(()) => ("taken", format!("expires {}", expiry_text(l.expiry))),
-                    };
-                    out.push(
-                        json!({"file": file, "offset": l.offset, "address": l.ip.to_string(),
-                        "verdict": verdict, "reason": reason}),
-                    );
+                while let Some(d) = decided.next_if(|d| d.file == i) {
+                    out.push(json!({"file": file, "offset": d.lease.offset,
+                        "address": d.lease.ip.to_string(), "verdict": d.word(), "reason": d.reason()}));
                 }
             }
         }
