@@ -239,8 +239,6 @@ pub enum CalloutError {
     #[error(transparent)]
     State(#[from] HostError),
     #[error(transparent)]
-    Host(#[from] vfio_ap::ReadError),
-    #[error(transparent)]
     Lock(#[from] lock::LockError),
 }
 

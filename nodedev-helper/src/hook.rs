@@ -152,8 +152,6 @@ pub enum HookError {
     NoMdevctl,
     #[error(transparent)]
     File(#[from] FileError),
-    #[error(transparent)]
-    Host(#[from] vfio_ap::ReadError),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
 }

@@ -61,6 +61,13 @@ pub enum HostError {
     List { path: PathBuf, source: io::Error },
     #[error("{}: {msg}", path.display())]
     Bad { path: PathBuf, msg: String },
+    /// A line of a text file (the udev rule) that makes no sense.
+    #[error("{}:{line}: {msg}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
 }
 
 impl HostError {

@@ -8,9 +8,9 @@
 //! crate documentation of `callout` and `ap` lists them), see [`Conflict`].
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::apmask::{Apqn, Mask, MaskError};
+use crate::apmask::{Apqn, Mask};
 use crate::mdev::{self, ActiveMdev, Matrix};
 use crate::root::Root;
 use crate::sysfs::{self, HostError};
@@ -150,35 +150,19 @@ impl fmt::Display for Conflict {
     }
 }
 
-/// Errors reading the masks or a card's hwtype.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error(transparent)]
-    File(#[from] sysfs::FileError),
-    #[error("{}: {source}", path.display())]
-    Mask { path: PathBuf, source: MaskError },
-    #[error(transparent)]
-    Rule(#[from] udev_rule::RuleError),
-    #[error("{}: hwtype '{text}' is not a decimal number", path.display())]
-    Hwtype { path: PathBuf, text: String },
-}
-
 /// Reads one kernel mask file (`0x` + 64 hex digits).
-fn read_mask_file(path: &Path) -> Result<Mask, ReadError> {
+fn read_mask_file(path: &Path) -> Result<Mask, HostError> {
     let text = sysfs::read(path)?;
-    Mask::parse_sysfs(&text).map_err(|source| ReadError::Mask {
-        path: path.to_path_buf(),
-        source,
-    })
+    Mask::parse_sysfs(&text).map_err(|source| HostError::bad(path, source.to_string()))
 }
 
 /// `sys/bus/ap/apmask` or `aqmask`: what the running kernel's host drivers keep.
-pub fn active_mask(root: &Root, name: MaskName) -> Result<Mask, ReadError> {
+pub fn active_mask(root: &Root, name: MaskName) -> Result<Mask, HostError> {
     read_mask_file(&root.ap_bus().join(name.as_str()))
 }
 
 /// Both active masks.
-pub fn active_masks(root: &Root) -> Result<Masks, ReadError> {
+pub fn active_masks(root: &Root) -> Result<Masks, HostError> {
     Ok(Masks {
         apmask: active_mask(root, MaskName::Apmask)?,
         aqmask: active_mask(root, MaskName::Aqmask)?,
@@ -205,9 +189,11 @@ pub struct PersistentMaskSettings {
 }
 
 /// Reads the persistent rule and, for a mask it does not set, the active mask.
-pub fn persistent_masks(root: &Root) -> Result<PersistentMaskSettings, ReadError> {
-    let rule = udev_rule::read(root)?.unwrap_or_default();
-    let pick = |m: Option<Mask>, name| -> Result<(Mask, Source), ReadError> {
+pub fn persistent_masks(root: &Root) -> Result<PersistentMaskSettings, HostError> {
+    let rule = udev_rule::read(root)
+        .map_err(HostError::from)?
+        .unwrap_or_default();
+    let pick = |m: Option<Mask>, name| -> Result<(Mask, Source), HostError> {
         Ok(match m {
             Some(m) => (m, Source::Rule),
             None => (active_mask(root, name)?, Source::Active),
@@ -224,7 +210,7 @@ pub fn persistent_masks(root: &Root) -> Result<PersistentMaskSettings, ReadError
 
 /// The adapters of `adapters` whose card vfio_ap cannot drive, as conflicts. Absent cards
 /// are not judged: the kernel accepts adapters that are not (yet) plugged.
-pub fn unsupported_cards(root: &Root, adapters: &Mask) -> Result<Vec<Conflict>, ReadError> {
+pub fn unsupported_cards(root: &Root, adapters: &Mask) -> Result<Vec<Conflict>, HostError> {
     let mut out = Vec::new();
     for a in adapters.iter() {
         let path = root.ap_bus().join(format!("devices/card{a:02x}/hwtype"));
@@ -232,7 +218,9 @@ pub fn unsupported_cards(root: &Root, adapters: &Mask) -> Result<Vec<Conflict>, 
             continue;
         };
         let text = text.trim().to_string();
-        let hwtype: u32 = text.parse().map_err(|_| ReadError::Hwtype { path, text })?;
+        let hwtype: u32 = text.parse().map_err(|_| {
+            HostError::bad(&path, format!("hwtype '{text}' is not a decimal number"))
+        })?;
         if !supports_hwtype(hwtype) {
             out.push(Conflict::UnsupportedCard { adapter: a, hwtype });
         }
