@@ -178,8 +178,10 @@ fn failed_start_rolls_back_define_and_masks_with_the_real_mdevctl() {
     let create =
         h.path("sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create");
     assert_eq!(after.remove(&create).unwrap(), NEW.as_bytes());
-    // and the directories created for the persistent rule stay behind, empty
-    for d in ["etc/udev/rules.d", "etc/udev"] {
+    // and the directories created for the persistent rule and for the record of the mask
+    // change (run/nodedev-helper/ap-change.journal, removed when the change is undone) stay
+    // behind, empty
+    for d in ["etc/udev/rules.d", "etc/udev", "run/nodedev-helper"] {
         assert_eq!(
             after.remove(&h.path(d)).as_deref(),
             Some(&b"<dir>"[..]),
