@@ -368,6 +368,10 @@ mod tests {
         };
         let live = std::process::id();
         let keep = [
+            // what an earlier run with this process's PID left under the old name scheme:
+            // it made the write fail with EEXIST and was then deleted by a run that had not
+            // created it
+            format!(".41-ap.rules.tmp.{live}"),
             format!(".41-ap.rules.tmp.{live}.00000000000000aa"),
             format!(".other.tmp.{dead}"),
             "41-ap.rules".to_string(),
