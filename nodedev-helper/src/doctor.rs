@@ -7,7 +7,7 @@
 //! the parent `ap_matrix` (it only learns of it from udev, so a libvirtd started before
 //! vfio_ap may not); mdevctl installed, and our callout installed in mdevctl's callout
 //! directories and answering before s390-tools' `ap-check`; the persistent AP masks leave
-//! every APQN of an auto-start mdev to vfio_ap, and no two auto-start mdevs claim one APQN;
+//! every APQN of an auto-start mdev to vfio_ap (and no mask change was left half done), and no two auto-start mdevs claim one APQN;
 //! every auto-start mdev is active; every guest's vfio-ap hostdev names a defined mdev.
 //!
 //! Nothing is changed: the fixes are printed, not run. Exit status: see [`Exit`].
@@ -20,8 +20,10 @@ use serde::Serialize;
 
 use crate::apmask::Apqn;
 use crate::hook;
+use crate::journal;
 use crate::mdev::{self, DefinedMdev};
 use crate::root::Root;
+use crate::sysfs;
 use crate::vfio_ap;
 
 /// Exit status of `doctor` (documented in `--help` and the man page).
@@ -253,6 +255,7 @@ pub fn examine(root: &Root, libvirt: Option<Result<&dyn Libvirt, String>>) -> Re
         ));
     }
     let auto: Vec<&DefinedMdev> = defined.iter().filter(|d| d.autostart).collect();
+    r.push(mask_change(root));
     r.push(persistent_masks(root, &auto));
     r.push(autostart_conflicts(&auto));
     r.push(autostart_active(root, &auto));
@@ -292,7 +295,7 @@ fn at_boot(root: &Root) -> Check {
             .iter()
             .filter(|p| p.extension().is_some_and(|e| e == "conf"))
         {
-            let Ok(text) = fs::read_to_string(p) else {
+            let Ok(Some(text)) = sysfs::read_optional(p) else {
                 continue;
             };
             let lists = text
@@ -309,7 +312,8 @@ fn at_boot(root: &Root) -> Check {
         }
     }
     let rule = root.ap_udev_rule();
-    if fs::read_to_string(&rule).is_ok_and(|t| t.contains("kmod load vfio_ap")) {
+    if sysfs::read_optional(&rule).is_ok_and(|t| t.is_some_and(|t| t.contains("kmod load vfio_ap")))
+    {
         return Check::ok(
             "vfio_ap-at-boot",
             format!("vfio_ap is loaded at boot by {}", shown(root, &rule)),
@@ -422,7 +426,7 @@ fn callout_order(root: &Root) -> Check {
     }
     // the wrappers exec the callout binary: it must be there
     for (p, _) in order.iter().filter(|(_, o)| *o) {
-        let Ok(text) = fs::read_to_string(p) else {
+        let Ok(Some(text)) = sysfs::read_optional(p) else {
             continue;
         };
         let target = text.lines().rev().find_map(|l| {
@@ -565,6 +569,25 @@ fn autostart_conflicts(auto: &[&DefinedMdev]) -> Check {
     }
 }
 
+/// An `ap set`/`passthrough` mask change that was interrupted (its record in
+/// [`crate::journal`] outlived its process): the masks may be half changed.
+fn mask_change(root: &Root) -> Check {
+    const ID: &str = "ap-mask-change";
+    match journal::interrupted(root) {
+        Ok(None) => Check::ok(ID, "no interrupted AP mask change is recorded"),
+        Ok(Some(i)) => Check::problem(
+            ID,
+            i.to_string(),
+            "nodedev-helper ap recover --finish (or --undo)",
+        ),
+        Err(e) => Check::unknown(
+            ID,
+            format!("cannot read the record of AP mask changes: {e}"),
+            format!("check {}", journal::path(root).display()),
+        ),
+    }
+}
+
 fn autostart_active(root: &Root, auto: &[&DefinedMdev]) -> Check {
     const ID: &str = "autostart-active";
     let inactive: Vec<&str> = auto
@@ -695,4 +718,31 @@ pub fn run(root: &Root, args: &Args) -> Result<i32> {
         r => r?,
     }
     Ok(report.exit() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_mask_change_is_a_problem_with_its_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        assert_eq!(mask_change(&root).status, Status::Ok);
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            let pid = c.id() as i32;
+            c.wait().unwrap();
+            pid
+        };
+        let j = journal::Journal {
+            pid: dead,
+            ..journal::Journal::now(Some((vfio_ap::Masks::FULL, vfio_ap::Masks::FULL)), None)
+        };
+        journal::begin(&root, &j).unwrap();
+        let c = mask_change(&root);
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.message.contains("was interrupted"), "{}", c.message);
+        assert!(c.fix.unwrap().contains("ap recover --finish"));
+    }
 }

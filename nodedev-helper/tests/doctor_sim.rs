@@ -204,7 +204,7 @@ fn healthy_host_passes_every_check() {
     );
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok ")).count(),
-        9,
+        10,
         "{out}"
     );
     assert!(
