@@ -3,9 +3,9 @@
 #
 #   make nss-module   $(RELEASE_DIR)/nss/libnss_libvirt{,_guest}.so.2, each with its own SONAME
 #   make check-nss    the tests that go through the host's glibc tools as root (getaddrinfo,
-#                     getent in a mount namespace, setuid as nobody, exports), the installed
-#                     names' SONAMEs, the module package's dependencies (libc, memchr only),
-#                     and the fuzz targets' build
+#                     getent in a mount namespace, setuid as nobody, exports, `check`'s
+#                     verdicts against getent's), the installed names' SONAMEs, the module
+#                     package's dependencies (libc, memchr only), and the fuzz targets' build
 #   make bench-nss    Debian's libnss_libvirt{,_guest} against ours (part of `make bench`)
 DEPS_GROUPS   += nss
 CHECK_TARGETS += check-nss
@@ -29,6 +29,7 @@ nss-module:
 check-nss: nss-module fuzz-nss
 	@start=$$(date +%s); \
 	$(CARGO) test -p nss-libvirt-guest --test glibc -- --ignored --test-threads=1; \
+	$(CARGO) test -p nss-libvirt-guest-cli --test doctor -- --ignored; \
 	for n in libnss_libvirt.so.2 libnss_libvirt_guest.so.2; do \
 	  so=$$(objdump -p $(NSS_OUT)/$$n | awk '/SONAME/ {print $$2}'); \
 	  [ "$$so" = "$$n" ] || { echo "check-nss: $(NSS_OUT)/$$n has SONAME '$$so'" >&2; exit 1; }; \

@@ -15,7 +15,8 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
     about = "Explain how libvirt guest names resolve through the libvirt / libvirt_guest NSS modules",
     long_about = "Explain how libvirt guest names resolve through the libvirt (DHCP hostname) and \
 libvirt_guest (domain name) NSS services, using the same code as libnss_libvirt{,_guest}.so.2.\n\n\
-Exit status: 0 resolved / nothing wrong, 1 not resolved / problems found or errors, 2 wrong usage."
+Exit status: 0 resolved / nothing wrong, 1 not resolved / problems found or errors, 2 wrong usage, \
+3 (check) guest names resolve but with warnings."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -23,8 +24,8 @@ pub struct Cli {
     /// Lease directory to read instead of /var/lib/libvirt/dnsmasq (tests).
     #[arg(long, global = true, hide = true)]
     pub lease_dir: Option<PathBuf>,
-    /// nsswitch.conf to read instead of /etc/nsswitch.conf (tests).
-    #[arg(long, global = true, hide = true)]
+    /// `check`: read FILE instead of ROOT/etc/nsswitch.conf.
+    #[arg(long, global = true, value_name = "FILE")]
     pub nsswitch: Option<PathBuf>,
 }
 
@@ -56,11 +57,26 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check nsswitch.conf (and authselect's user-nsswitch.conf) and the module's installation.
+    /// Find why guest names would not reach the libvirt services, and say how to fix it.
+    ///
+    /// Reads the hosts: line of nsswitch.conf as the running glibc does and reports: the
+    /// services missing; a service before them whose action ([NOTFOUND=return],
+    /// [!UNAVAIL=return]) ends the lookup first; DNS or systemd-resolved asked first; the
+    /// module file missing for a listed service; a hosts cache (nscd, unscd) keeping stale
+    /// or negative answers; authselect managing the file (Fedora, RHEL). Each with the fix.
+    /// Exit status: 0 nothing to fix, 1 guest names do not resolve, 3 they resolve with
+    /// warnings, 2 wrong usage.
     Check {
-        /// Print JSON.
+        /// Print JSON (verdict, the parsed hosts: line, modules, caches, findings with fixes).
         #[arg(long)]
         json: bool,
+        /// Check the host tree under DIR instead of / (etc/nsswitch.conf, etc/nscd.conf,
+        /// etc/ld.so.conf, etc/authselect, proc).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// Read nsswitch.conf as glibc VERSION does instead of the running glibc (tests).
+        #[arg(long, value_name = "VERSION", hide = true)]
+        glibc: Option<String>,
     },
 }
 

@@ -2,13 +2,16 @@
 //!
 //! `lookup` resolves a name exactly as the module does (same code) and, with `--explain`,
 //! shows every lease file and entry considered and why it was taken or rejected; `list`
-//! shows every live guest; `check` reads nsswitch.conf and looks for the module where
-//! glibc loads it. `--json` on all three, for scripts.
+//! shows every live guest; `check` ([`doctor`]) finds why a guest name would not reach the
+//! services (nsswitch.conf as glibc reads it, the module files, hosts caches, authselect).
+//! `--json` on all three, for scripts.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+mod doctor;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -195,184 +198,18 @@ fn cmd_list(dir: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The `hosts:` sources of an nsswitch.conf text, in order (actions like [NOTFOUND=return]
-/// kept as their own entries).
-fn hosts_sources(text: &str) -> Option<Vec<String>> {
-    text.lines().rev().find_map(|l| {
-        let l = l.split('#').next().unwrap_or("").trim();
-        let rest = l.strip_prefix("hosts:")?;
-        let mut out = Vec::new();
-        let mut cur = String::new();
-        let mut in_action = false;
-        for c in rest.chars() {
-            match c {
-                '[' => {
-                    in_action = true;
-                    cur.push(c)
-                }
-                ']' => {
-                    in_action = false;
-                    cur.push(c);
-                    out.push(std::mem::take(&mut cur));
-                }
-                c if c.is_whitespace() && !in_action => {
-                    if !cur.is_empty() {
-                        out.push(std::mem::take(&mut cur));
-                    }
-                }
-                c => cur.push(c),
-            }
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-        Some(out)
-    })
-}
-
-fn check_file(
-    path: &Path,
-    problems: &mut Vec<String>,
-    notes: &mut Vec<String>,
-) -> Option<Vec<String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push(format!("cannot read {}: {e}", path.display()));
-            return None;
-        }
-    };
-    let Some(src) = hosts_sources(&text) else {
-        problems.push(format!("{}: no hosts: line", path.display()));
-        return None;
-    };
-    let pos = |n: &str| src.iter().position(|s| s == n);
-    let ours: Vec<usize> = ["libvirt", "libvirt_guest"]
-        .iter()
-        .filter_map(|n| pos(n))
-        .collect();
-    if ours.is_empty() {
-        problems.push(format!(
-            "{}: hosts: lists neither libvirt nor libvirt_guest (add them after files: \"hosts: files libvirt libvirt_guest dns\")",
-            path.display()
-        ));
-    } else {
-        let first = *ours.iter().min().unwrap_or(&0);
-        if let Some(i) = src[..first]
-            .iter()
-            .position(|s| s.starts_with('[') && s.to_ascii_uppercase().contains("NOTFOUND=RETURN"))
-        {
-            problems.push(format!(
-                "{}: {} before libvirt stops lookups of unknown names before they reach the libvirt services",
-                path.display(),
-                src[i]
-            ));
-        }
-        for blocker in ["dns", "resolve", "mdns4_minimal", "myhostname"] {
-            if let Some(i) = pos(blocker) {
-                if i < first {
-                    notes.push(format!(
-                        "{}: {blocker} comes before the libvirt services: guest names are asked there first (slow, or answered wrongly)",
-                        path.display()
-                    ));
-                }
-            }
-        }
-    }
-    Some(src)
-}
-
-fn cmd_check(nsswitch: Option<&Path>, as_json: bool) -> Result<bool> {
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
-    let mut files = Vec::new();
-    let main = nsswitch
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/etc/nsswitch.conf"));
-    let src = check_file(&main, &mut problems, &mut notes);
-    files.push(json!({"file": main.display().to_string(), "hosts": src}));
-    if nsswitch.is_none() {
-        let user = Path::new("/etc/authselect/user-nsswitch.conf");
-        if user.exists() {
-            notes.push("authselect manages /etc/nsswitch.conf: edit /etc/authselect/user-nsswitch.conf, then `authselect apply-changes`".into());
-            let src = check_file(user, &mut problems, &mut notes);
-            files.push(json!({"file": user.display().to_string(), "hosts": src}));
-        }
-    }
-    let triple = format!("{}-linux-gnu", std::env::consts::ARCH);
-    let dirs = [
-        format!("/lib/{triple}"),
-        format!("/usr/lib/{triple}"),
-        "/lib64".into(),
-        "/usr/lib64".into(),
-    ];
-    let mut modules = Vec::new();
-    for lib in ["libnss_libvirt.so.2", "libnss_libvirt_guest.so.2"] {
-        let found = dirs
-            .iter()
-            .map(|d| Path::new(d).join(lib))
-            .find(|p| p.exists());
-        if found.is_none() {
-            problems.push(format!(
-                "{lib} is not installed in any of {} (glibc cannot load it)",
-                dirs.join(", ")
-            ));
-        }
-        modules.push(json!({"module": lib, "path": found.map(|p| p.display().to_string())}));
-    }
-    let dir = Path::new(DEFAULT_LEASE_DIR);
-    if !dir.is_dir() {
-        notes.push(format!(
-            "{} does not exist yet: no libvirt network has run on this host",
-            dir.display()
-        ));
-    }
+/// `check`: the doctor's report, as text or JSON; the exit status is the report's.
+fn cmd_check(opts: &doctor::Options, as_json: bool) -> Result<ExitCode> {
+    let report = doctor::check(opts);
     if as_json {
-        println!(
-            "{}",
-            json!({"ok": problems.is_empty(), "files": files, "modules": modules, "problems": problems, "notes": notes})
-        );
+        println!("{}", report.to_json());
     } else {
-        for f in &files {
-            println!(
-                "{}: hosts: {}",
-                f["file"].as_str().unwrap_or(""),
-                f["hosts"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" "))
-                    .unwrap_or_else(|| "-".into())
-            );
-        }
-        for m in &modules {
-            println!(
-                "{}: {}",
-                m["module"].as_str().unwrap_or(""),
-                m["path"].as_str().unwrap_or("NOT INSTALLED")
-            );
-        }
-        for n in &notes {
-            println!("note: {n}");
-        }
-        for p in &problems {
-            println!("problem: {p}");
-        }
-        println!(
-            "{}",
-            if problems.is_empty() {
-                "ok"
-            } else {
-                "problems found"
-            }
-        );
+        print!("{}", report.to_text());
     }
-    Ok(problems.is_empty())
+    Ok(ExitCode::from(report.exit_code()))
 }
 
-fn run(cli: Cli) -> Result<bool> {
+fn run(cli: Cli) -> Result<ExitCode> {
     let dir = cli
         .lease_dir
         .clone()
@@ -385,8 +222,18 @@ fn run(cli: Cli) -> Result<bool> {
             json,
         } => cmd_lookup(&dir, &name, service, explain, json),
         Cmd::List { json } => cmd_list(&dir, json).map(|()| true),
-        Cmd::Check { json } => cmd_check(cli.nsswitch.as_deref(), json),
+        Cmd::Check { json, root, glibc } => {
+            return cmd_check(
+                &doctor::Options {
+                    root,
+                    nsswitch: cli.nsswitch.clone(),
+                    glibc,
+                },
+                json,
+            );
+        }
     }
+    .map(|ok| ExitCode::from(if ok { 0 } else { 1 }))
 }
 
 fn main() -> ExitCode {
@@ -394,8 +241,7 @@ fn main() -> ExitCode {
     // SAFETY: restoring the default disposition of a signal at startup, before any thread.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match run(Cli::parse()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => code,
         Err(e) => {
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
