@@ -10,11 +10,14 @@
 //! 2. masks: clear the adapters in apmask and the domains in aqmask (active and persistent,
 //!    under chzdev's lock, with `ap set`'s conflict checks) where the host still owns them;
 //! 3. `mdevctl define` (so the callouts, ours or ap-check, validate the device), then
-//!    `mdevctl start`; the resulting `matrix` is read back and compared;
+//!    `mdevctl start` — or, with `--via libvirt`, the same through libvirt's node device API
+//!    (define, autostart, start; libvirt runs mdevctl); the resulting `matrix` is read back
+//!    and compared;
 //! 4. the `<hostdev … model='vfio-ap'>` XML is printed and, with `--domain`, added to the
 //!    guest's persistent definition through the libvirt API.
 //!
-//! Every step is reported as it completes; when one fails, the steps already done are undone
+//! Each step is a function of its own (`give` calls them in order). Every step is reported
+//! as it completes; when one fails, the steps already done are undone
 //! in reverse order and reported too. `--remove UUID` detaches, stops, undefines, and gives
 //! adapters and domains back to the host when no other mdev uses them.
 
@@ -62,9 +65,15 @@ pub struct Args {
     /// Guest (libvirt domain name) whose persistent definition gets the hostdev.
     #[arg(long = "domain", value_name = "GUEST")]
     guest: Option<String>,
-    /// libvirt connection URI (default: libvirt's default, e.g. qemu:///system).
-    #[arg(long, value_name = "URI", requires = "guest")]
+    /// libvirt connection URI for --domain and --via libvirt (default: libvirt's default,
+    /// e.g. qemu:///system).
+    #[arg(long, value_name = "URI")]
     connect: Option<String>,
+    /// Who defines and starts the mdev: mdevctl directly, or libvirt's node device API
+    /// (what `virsh nodedev-define`, `nodedev-autostart`, `nodedev-start` do; libvirt then
+    /// runs mdevctl and knows the device at once).
+    #[arg(long, value_enum, default_value_t = Via::Mdevctl, conflicts_with = "remove")]
+    via: Via,
     /// Undo a passthrough: detach from --domain, stop, undefine, give APQNs back.
     #[arg(long, value_name = "UUID", conflicts_with_all = ["apqns", "uuid", "control_domains", "autostart", "manual"])]
     remove: Option<String>,
@@ -74,6 +83,15 @@ pub struct Args {
     /// The mdevctl to run (default: $NODEDEV_HELPER_MDEVCTL, else `mdevctl` from PATH).
     #[arg(long, value_name = "PATH")]
     mdevctl: Option<PathBuf>,
+}
+
+/// How the mdev is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// `mdevctl define` and `mdevctl start`.
+    Mdevctl,
+    /// libvirt's node device API (define, autostart, start).
+    Libvirt,
 }
 
 /// Parses `ADAPTER.DOMAIN` (base-0 ids as ap-check reads them, ≤ 255).
@@ -110,6 +128,8 @@ enum Done {
     Defined { uuid: String },
     Started { uuid: String },
     Attached { guest: String, xml: String },
+    NodedevDefined { name: String },
+    NodedevStarted { name: String },
 }
 
 struct Ctx<'a> {
@@ -176,6 +196,14 @@ impl Ctx<'_> {
                 libvirt::detach(self.connect, guest, xml)?;
                 Ok(format!("hostdev detached from {guest}"))
             }
+            Done::NodedevDefined { name } => {
+                libvirt::nodedev_undefine(self.connect, name)?;
+                Ok(format!("node device {name} undefined"))
+            }
+            Done::NodedevStarted { name } => {
+                libvirt::nodedev_destroy(self.connect, name)?;
+                Ok(format!("node device {name} destroyed"))
+            }
         }
     }
 }
@@ -208,9 +236,10 @@ pub fn run(root: &Root, args: &Args) -> anyhow::Result<i32> {
         connect: args.connect.as_deref(),
     };
     // one connection held for the whole command (see libvirt::open)
-    let _libvirt = match &args.guest {
-        Some(_) => Some(libvirt::open(ctx.connect)?),
-        None => None,
+    let _libvirt = if args.guest.is_some() || args.via == Via::Libvirt {
+        Some(libvirt::open(ctx.connect)?)
+    } else {
+        None
     };
     if let Some(uuid) = &args.remove {
         return remove(&ctx, uuid, args.guest.as_deref(), args.dry_run);
@@ -253,9 +282,60 @@ fn step(n: usize, msg: impl AsRef<str>) {
     println!("[{n}] {}", msg.as_ref());
 }
 
+/// What the preflight settled: the device to create and for whom.
+struct Device {
+    apqns: Vec<Apqn>,
+    adapters: Mask,
+    domains: Mask,
+    control: Mask,
+    uuid: String,
+    autostart: bool,
+    /// Other mdev configs (for the mask plan's conflict checks).
+    defined: Vec<mdev::DefinedMdev>,
+    /// The `<hostdev>` XML of the device.
+    xml: String,
+}
+
+impl Device {
+    fn list(&self) -> String {
+        self.apqns
+            .iter()
+            .map(|q| q.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The steps, in order; each failure leaves `done` for [`run`] to roll back.
 fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
+    let dev = preflight(ctx, args)?;
+    step(
+        1,
+        format!(
+            "checked: APQNs {} on vfio_ap-capable cards, free of other mdevs; mdev {} ({})",
+            dev.list(),
+            dev.uuid,
+            if dev.autostart { "autostart" } else { "manual" }
+        ),
+    );
+    if args.dry_run {
+        dry_run(ctx, args, &dev)?;
+        return Ok(0);
+    }
+    take_from_host(ctx.root, &dev, done)?;
+    match args.via {
+        Via::Mdevctl => create_with_mdevctl(ctx, &dev, done)?,
+        Via::Libvirt => create_with_libvirt(ctx, &dev, done)?,
+    }
+    verify_active(ctx.root, &dev)?;
+    attach(ctx, args, &dev, done)?;
+    Ok(0)
+}
+
+/// Step 1, changing nothing: ids, the adapters x domains shape, card types and queues,
+/// vfio_ap loaded, the UUID free, no conflict with active or auto-start mdevs, the guest.
+fn preflight(ctx: &Ctx, args: &Args) -> anyhow::Result<Device> {
     let root = ctx.root;
-    // ---- 1. preflight
     let apqns = args
         .apqns
         .iter()
@@ -359,21 +439,30 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     if let Some(g) = &args.guest {
         libvirt::check_guest(ctx.connect, g)?;
     }
-    let list: Vec<String> = apqns.iter().map(|q| q.to_string()).collect();
-    step(
-        1,
-        format!(
-            "checked: APQNs {} on vfio_ap-capable cards, free of other mdevs; mdev {uuid} ({})",
-            list.join(" "),
-            if autostart { "autostart" } else { "manual" }
-        ),
-    );
+    Ok(Device {
+        apqns,
+        adapters,
+        domains,
+        control,
+        uuid,
+        autostart,
+        defined,
+        xml,
+    })
+}
 
-    // ---- 2. masks
+/// The mask change that gives the device's adapters and domains to vfio_ap, and which sides
+/// (active, persistent) still keep any of its APQNs for the host.
+struct MaskStep {
+    req: Request,
+    desc: String,
+}
+
+fn mask_step(root: &Root, dev: &Device) -> anyhow::Result<MaskStep> {
     let state = masks::read_state(root)?;
     let eff = vfio_ap::persistent_masks(root)?;
-    let host_active = apqns.iter().any(|q| state.active.keep(*q));
-    let host_persistent = apqns.iter().any(|q| eff.masks.keep(*q))
+    let host_active = dev.apqns.iter().any(|q| state.active.keep(*q));
+    let host_persistent = dev.apqns.iter().any(|q| eff.masks.keep(*q))
         || state.persistent.apmask.is_none()
         || state.persistent.aqmask.is_none();
     let clear = |m: &Mask| {
@@ -387,76 +476,120 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
                 .collect(),
         )
     };
-    let req = Request {
-        apmask: Some(clear(&adapters)),
-        aqmask: Some(clear(&domains)),
-        active: host_active,
-        persistent: host_persistent,
-        ..Request::default()
-    };
     let terms = |m: &Mask| {
         m.iter()
             .map(|b| format!("-{b}"))
             .collect::<Vec<_>>()
             .join(",")
     };
-    let mask_desc = format!("apmask={} aqmask={}", terms(&adapters), terms(&domains));
-    if args.dry_run {
-        step(
-            2,
-            format!("would set {mask_desc} (active: {host_active}, persistent: {host_persistent})"),
-        );
-        step(
-            3,
-            format!(
-                "would run: mdevctl define --uuid {uuid} --parent matrix --jsonfile <{}>",
-                config_json(&apqns, control, autostart)
-            ),
-        );
-        step(4, format!("would run: mdevctl start --uuid {uuid}"));
-        match &args.guest {
-            Some(g) => step(
-                5,
-                format!("would attach to the persistent definition of {g}:"),
-            ),
-            None => step(5, "hostdev XML:"),
-        }
-        print!("{xml}");
-        println!("dry run: nothing changed");
-        return Ok(0);
-    }
-    if host_active || host_persistent {
-        let _g = crate::lock::Guard::take(&root.ap_lock(), crate::lock::DEFAULT_WAIT)?;
-        // re-read under the lock: chzdev may have changed something meanwhile
-        let state = masks::read_state(root)?;
-        let plan = masks::plan(&req, &state, &mdev::active(root)?, &defined);
-        if !plan.conflicts.is_empty() {
-            bail!("{}", lines(&plan.conflicts));
-        }
-        masks::execute(root, &plan)?;
-        done.push(Done::Masks { state });
-        step(
-            2,
-            format!(
-                "host gave up the APQNs: {mask_desc} ({})",
-                match (host_active, host_persistent) {
-                    (true, true) => "active and persistent",
-                    (true, false) => "active; persistent masks already free",
-                    _ => "persistent; active masks already free",
-                }
-            ),
-        );
-    } else {
-        step(2, "the host masks already leave the APQNs to vfio_ap");
-    }
+    Ok(MaskStep {
+        req: Request {
+            apmask: Some(clear(&dev.adapters)),
+            aqmask: Some(clear(&dev.domains)),
+            active: host_active,
+            persistent: host_persistent,
+            ..Request::default()
+        },
+        desc: format!(
+            "apmask={} aqmask={}",
+            terms(&dev.adapters),
+            terms(&dev.domains)
+        ),
+    })
+}
 
-    // ---- 3. define + start
-    let json = config_json(&apqns, control, autostart);
+/// `--dry-run`: the steps that would run, nothing changed.
+fn dry_run(ctx: &Ctx, args: &Args, dev: &Device) -> anyhow::Result<()> {
+    let m = mask_step(ctx.root, dev)?;
+    let uuid = &dev.uuid;
+    step(
+        2,
+        format!(
+            "would set {} (active: {}, persistent: {})",
+            m.desc, m.req.active, m.req.persistent
+        ),
+    );
+    match args.via {
+        Via::Mdevctl => {
+            step(
+                3,
+                format!(
+                    "would run: mdevctl define --uuid {uuid} --parent matrix --jsonfile <{}>",
+                    config_json(&dev.apqns, dev.control, dev.autostart)
+                ),
+            );
+            step(4, format!("would run: mdevctl start --uuid {uuid}"));
+        }
+        Via::Libvirt => {
+            step(
+                3,
+                format!(
+                    "would define through libvirt's node device API{}:\n{}",
+                    if dev.autostart {
+                        ", set it to autostart"
+                    } else {
+                        ""
+                    },
+                    nodedev_xml(dev)
+                ),
+            );
+            step(4, format!("would start node device {}", nodedev_name(uuid)));
+        }
+    }
+    match &args.guest {
+        Some(g) => step(
+            5,
+            format!("would attach to the persistent definition of {g}:"),
+        ),
+        None => step(5, "hostdev XML:"),
+    }
+    print!("{}", dev.xml);
+    println!("dry run: nothing changed");
+    Ok(())
+}
+
+/// Step 2: clear the device's adapters and domains in the masks that still keep them for
+/// the host (active and persistent), under the AP configuration lock.
+fn take_from_host(root: &Root, dev: &Device, done: &mut Vec<Done>) -> anyhow::Result<()> {
+    let m = mask_step(root, dev)?;
+    let (host_active, host_persistent) = (m.req.active, m.req.persistent);
+    if !(host_active || host_persistent) {
+        step(2, "the host masks already leave the APQNs to vfio_ap");
+        return Ok(());
+    }
+    let _g = crate::lock::Guard::take(&root.ap_lock(), crate::lock::DEFAULT_WAIT)?;
+    // re-read under the lock: chzdev may have changed something meanwhile
+    let state = masks::read_state(root)?;
+    let plan = masks::plan(&m.req, &state, &mdev::active(root)?, &dev.defined);
+    if !plan.conflicts.is_empty() {
+        bail!("{}", lines(&plan.conflicts));
+    }
+    masks::execute(root, &plan)?;
+    done.push(Done::Masks { state });
+    step(
+        2,
+        format!(
+            "host gave up the APQNs: {} ({})",
+            m.desc,
+            match (host_active, host_persistent) {
+                (true, true) => "active and persistent",
+                (true, false) => "active; persistent masks already free",
+                _ => "persistent; active masks already free",
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// Step 3 with mdevctl: `mdevctl define` (the callouts validate the device), `mdevctl start`.
+fn create_with_mdevctl(ctx: &Ctx, dev: &Device, done: &mut Vec<Done>) -> anyhow::Result<()> {
+    let uuid = &dev.uuid;
+    let json = config_json(&dev.apqns, dev.control, dev.autostart);
     ctx.mdevctl(
         &[
             "define",
             "--uuid",
-            &uuid,
+            uuid,
             "--parent",
             "matrix",
             "--jsonfile",
@@ -469,18 +602,72 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
         3,
         format!("mdevctl defined mdev {uuid} on parent matrix: {json}"),
     );
-    ctx.mdevctl(&["start", "--uuid", &uuid], None)?;
+    ctx.mdevctl(&["start", "--uuid", uuid], None)?;
     done.push(Done::Started { uuid: uuid.clone() });
+    Ok(())
+}
+
+/// Step 3 through libvirt's node device API (`virsh nodedev-define`, `nodedev-autostart`,
+/// `nodedev-start`): libvirt runs mdevctl, which runs the callouts. libvirt 9.0 defines every
+/// mdev with manual start, so autostart is a separate call (`mdevctl modify --auto`).
+fn create_with_libvirt(ctx: &Ctx, dev: &Device, done: &mut Vec<Done>) -> anyhow::Result<()> {
+    let xml = nodedev_xml(dev);
+    let name = libvirt::nodedev_define(ctx.connect, &xml)?;
+    done.push(Done::NodedevDefined { name: name.clone() });
+    step(
+        3,
+        format!(
+            "libvirt defined node device {name} (mdev {}) on parent ap_matrix",
+            dev.uuid
+        ),
+    );
+    if dev.autostart {
+        libvirt::nodedev_autostart(ctx.connect, &name)?;
+        step(3, format!("libvirt set node device {name} to autostart"));
+    }
+    libvirt::nodedev_start(ctx.connect, &name)?;
+    done.push(Done::NodedevStarted { name });
+    Ok(())
+}
+
+/// libvirt's name of a defined mdev on the vfio_ap parent.
+fn nodedev_name(uuid: &str) -> String {
+    format!("mdev_{}_matrix", uuid.replace('-', "_"))
+}
+
+/// The node device XML of the mdev (`virsh nodedev-define`), attributes in mdevctl's order.
+fn nodedev_xml(dev: &Device) -> String {
+    let mut attrs = String::new();
+    let mut attr =
+        |n: &str, v: u8| attrs.push_str(&format!("    <attr name='{n}' value='{v}'/>\n"));
+    for a in dev.adapters.iter() {
+        attr("assign_adapter", a);
+    }
+    for d in dev.domains.iter() {
+        attr("assign_domain", d);
+    }
+    for c in dev.control.and_not(dev.domains).iter() {
+        attr("assign_control_domain", c);
+    }
+    format!(
+        "<device>\n  <parent>ap_matrix</parent>\n  <capability type='mdev'>\n    <type id='{VFIO_AP_TYPE}'/>\n    <uuid>{}</uuid>\n{attrs}  </capability>\n</device>\n",
+        dev.uuid
+    )
+}
+
+/// Step 4: the device is active and its matrix holds exactly the APQNs asked for.
+fn verify_active(root: &Root, dev: &Device) -> anyhow::Result<()> {
+    let uuid = &dev.uuid;
     let got = mdev::active(root)?
         .into_iter()
-        .find(|m| m.uuid == uuid)
+        .find(|m| &m.uuid == uuid)
         .with_context(|| {
             format!(
-                "mdevctl started {uuid} but {} does not exist",
-                root.matrix().join(&uuid).display()
+                "the mdev {uuid} was started but {} does not exist",
+                root.matrix().join(uuid).display()
             )
         })?;
-    let mut want = apqns.clone();
+    let mut want = dev.apqns.clone();
     want.sort();
     let mut have = got.apqns();
     have.sort();
@@ -499,16 +686,19 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
     }
     step(
         4,
-        format!("mdev {uuid} is active; its matrix holds {}", list.join(" ")),
+        format!("mdev {uuid} is active; its matrix holds {}", dev.list()),
     );
+    Ok(())
+}
 
-    // ---- 4. XML / attach
+/// Step 5: the hostdev into the guest's persistent definition (`--domain`), or printed.
+fn attach(ctx: &Ctx, args: &Args, dev: &Device, done: &mut Vec<Done>) -> anyhow::Result<()> {
     match &args.guest {
         Some(g) => {
-            libvirt::attach(ctx.connect, g, &xml)?;
+            libvirt::attach(ctx.connect, g, &dev.xml)?;
             done.push(Done::Attached {
                 guest: g.clone(),
-                xml: xml.clone(),
+                xml: dev.xml.clone(),
             });
             step(
                 5,
@@ -522,8 +712,8 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
             "hostdev XML for the guest (virsh attach-device GUEST FILE --config):",
         ),
     }
-    print!("{xml}");
-    Ok(0)
+    print!("{}", dev.xml);
+    Ok(())
 }
 
 /// The device JSON for `mdevctl define --jsonfile`.
@@ -744,6 +934,74 @@ mod libvirt {
         let (_, after) = inactive_xml(&c, guest)?;
         if vfio_ap_uuid(&after).is_none() {
             bail!("libvirt accepted the hostdev but the definition of {guest} does not show it");
+        }
+        Ok(())
+    }
+
+    /// A node device by name.
+    fn nodedev(c: &Connect, name: &str) -> anyhow::Result<virt::nodedev::NodeDevice> {
+        c.lookup_node_device_by_name(name)
+            .with_context(|| format!("libvirt has no node device {name}"))
+    }
+
+    /// `virsh nodedev-define`: returns the new device's name. (The virt crate has no safe
+    /// wrapper for the define/create/autostart calls of libvirt ≥ 7.3; they are called here.)
+    pub fn nodedev_define(uri: Option<&str>, xml: &str) -> anyhow::Result<String> {
+        let c = open(uri)?;
+        let cxml = std::ffi::CString::new(xml).context("node device XML contains NUL")?;
+        // SAFETY: c is an open connection and cxml a NUL-terminated string, both alive for
+        // the call; a non-null result is a new reference that NodeDevice takes over.
+        let dev = unsafe {
+            let p = sys::virNodeDeviceDefineXML(c.as_ptr(), cxml.as_ptr(), 0);
+            if p.is_null() {
+                return Err(virt::error::Error::last_error())
+                    .context("libvirt refused to define the mdev");
+            }
+            virt::nodedev::NodeDevice::from_ptr(p)
+        };
+        dev.name().context("cannot read the new node device's name")
+    }
+
+    /// `virsh nodedev-autostart NAME`.
+    pub fn nodedev_autostart(uri: Option<&str>, name: &str) -> anyhow::Result<()> {
+        let c = open(uri)?;
+        let d = nodedev(&c, name)?;
+        // SAFETY: d holds a valid node device reference for the call.
+        if unsafe { sys::virNodeDeviceSetAutostart(d.as_ptr(), 1) } < 0 {
+            return Err(virt::error::Error::last_error())
+                .with_context(|| format!("libvirt refused to set {name} to autostart"));
+        }
+        Ok(())
+    }
+
+    /// `virsh nodedev-start NAME`.
+    pub fn nodedev_start(uri: Option<&str>, name: &str) -> anyhow::Result<()> {
+        let c = open(uri)?;
+        let d = nodedev(&c, name)?;
+        // SAFETY: as above.
+        if unsafe { sys::virNodeDeviceCreate(d.as_ptr(), 0) } < 0 {
+            return Err(virt::error::Error::last_error())
+                .with_context(|| format!("libvirt refused to start {name}"));
+        }
+        Ok(())
+    }
+
+    /// `virsh nodedev-destroy NAME`.
+    pub fn nodedev_destroy(uri: Option<&str>, name: &str) -> anyhow::Result<()> {
+        let c = open(uri)?;
+        nodedev(&c, name)?
+            .destroy()
+            .with_context(|| format!("libvirt refused to stop {name}"))
+    }
+
+    /// `virsh nodedev-undefine NAME`.
+    pub fn nodedev_undefine(uri: Option<&str>, name: &str) -> anyhow::Result<()> {
+        let c = open(uri)?;
+        let d = nodedev(&c, name)?;
+        // SAFETY: as above.
+        if unsafe { sys::virNodeDeviceUndefine(d.as_ptr(), 0) } < 0 {
+            return Err(virt::error::Error::last_error())
+                .with_context(|| format!("libvirt refused to undefine {name}"));
         }
         Ok(())
     }

@@ -56,6 +56,7 @@ fail() {
 U1=6b7a2b2e-8f3c-4e2a-9d51-1c0c7a3b2e10
 U2=0d3c1a77-52b4-4c9e-8f0a-7e1d2c3b4a59
 U3=9a1f0e55-3c2d-4b6a-8e7f-0a1b2c3d4e5f
+U4=2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c8e
 F64=ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff   # 60 digits
 
 # The host: CEX7 card 02 and CEX8 card 03 with domains 43 and 44, CEX7 card 04 with 43 (kept
@@ -275,4 +276,31 @@ ok nodedev-undefine "$A"
 k=$n
 for _ in $(seq 100); do n=$k; ok nodedev-list --cap mdev --all; [ -z "$OUT" ] && break; sleep 0.02; done
 is ""
+
+# ---- nodedev-helper passthrough --via libvirt: define, autostart, start through the API
+pt() {  # pt WANT_RC ARGS...: our passthrough against this libvirtd
+  local want=$1 rc=0; shift
+  "$NODEDEV_HELPER" passthrough --via libvirt --connect "$URI" "$@" >"$W/pt.out" 2>"$W/pt.err" || rc=$?
+  n=$((n + 1))
+  [ "$rc" = "$want" ] || fail "passthrough $* exited $rc (wanted $want):
+$(cat "$W/pt.out" "$W/pt.err")"
+}
+pt 0 2.44 --uuid "$U4"
+grep -q "libvirt defined node device mdev_${U4//-/_}_matrix" "$W/pt.out" || fail "passthrough output: $(cat "$W/pt.out")"
+[ "$(sim_matrix "$U4")" = 02.002c ] || fail "simulator after passthrough: $(sim_matrix "$U4")"
+[ "$(cfg_start "$U4")" = auto ] || fail "config after passthrough: $(cfg "$U4")"
+ok nodedev-info "mdev_${U4//-/_}_matrix"; has "Active:         yes"; has "Autostart:      yes"
+ok nodedev-destroy "mdev_${U4//-/_}_matrix"
+ok nodedev-undefine "mdev_${U4//-/_}_matrix"
+# all or nothing: the persistent masks keep adapter 3, so passthrough first frees it in
+# 41-ap.rules; then the callout refuses the control domain above ap_max_domain_id (84) at
+# define, and the rule is put back as it was
+cp /etc/udev/rules.d/41-ap.rules "$W/rule.before"
+pt 1 3.43 --control-domain 90 --uuid "$U4"
+grep -q "assign_control_domain value '90' is above this host's ap_max_domain_id (84)" "$W/pt.err" \
+  || fail "passthrough did not relay the callout's refusal: $(cat "$W/pt.err")"
+grep -q "undone: AP masks restored" "$W/pt.err" || fail "no rollback reported: $(cat "$W/pt.err")"
+cmp -s "$W/rule.before" /etc/udev/rules.d/41-ap.rules || fail "the rollback did not restore 41-ap.rules"
+[ "$(cfg "$U4")" = none ] && [ "$(active_mdevs)" = "" ] || fail "the refused passthrough left a device"
+ok nodedev-list --cap mdev --all; is ""
 echo "$n" > "$W/count"
