@@ -6,12 +6,14 @@
 #   make check-nodedev   nodedev-helper/tests/nodedev-libvirt.sh with Debian's mdevctl 1.2 and
 #                        with mdevctl 1.4.0, then `nodedev-helper doctor` on the simulator in
 #                        healthy and broken states (tests/doctor_sim.rs) (root, /dev/fuse)
+#   make demo-nodedev    the virsh nodedev-define path shown step by step, refusals included
 DEPS_GROUPS   += nodedev
 CHECK_TARGETS += check-nodedev
+DEMO_TARGETS  += demo-nodedev
 
 NODEDEV_DEST := $(TARGET_DIR)/nodedev-dest
 
-.PHONY: check-nodedev nodedev-install
+.PHONY: check-nodedev nodedev-install demo-nodedev
 
 # what the test installs: the callout and its mdevctl wrappers, where `make install` puts them
 nodedev-install:
@@ -27,3 +29,8 @@ check-nodedev: mdevctl-1.4 nodedev-install
 	    nodedev-helper/tests/nodedev-libvirt.sh $${m%:*} $${m##*:} || exit 1; \
 	done)
 	@$(call ap_sim_guarded,check-nodedev,$(CARGO) test -p nodedev-helper --test doctor_sim -- --ignored)
+
+demo-nodedev: nodedev-install
+	@$(DEPS_SH) nodedev
+	@$(call ap_sim_guarded,demo-nodedev,NODEDEV_MODES=demo AP_SIM=$(RELEASE_DIR)/ap-sim DEST=$(NODEDEV_DEST) \
+	  NODEDEV_HELPER=$(RELEASE_DIR)/nodedev-helper nodedev-helper/tests/nodedev-libvirt.sh /usr/bin/mdevctl demo)

@@ -31,13 +31,15 @@ if [ "${1:-}" != --inside ]; then
   trap 'if [ $keep = 0 ] && ! grep -q " ${work}[/ ]" /proc/self/mountinfo; then rm -rf "$work"; else echo "check-nodedev[$label]: kept $work" >&2; fi' EXIT
   t0=$(date +%s%N)
   rc=0
-  for mode in vfio novfio; do
+  # NODEDEV_MODES=demo: the walkthrough of `make demo-nodedev` instead of the checks
+  for mode in ${NODEDEV_MODES:-vfio novfio}; do
     # PID 1 of the namespace is this script; when it ends, the kernel kills libvirtd and
     # ap-sim, and the mounts go with the mount namespace
     unshare --mount --net --pid --fork --mount-proc --propagation private \
       "$0" --inside "$work/$mode" "$mode" "$mdevctl" "$label" || { rc=$?; keep=1; break; }
   done
   [ $rc = 0 ] || fail "see above (logs in $work)"
+  [ "${NODEDEV_MODES:-}" = demo ] && exit 0
   ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   echo "check-nodedev[$label]: passed ($(( $(cat "$work"/*/count | paste -sd+) )) virsh checks) in $ms ms"
   exit 0
@@ -67,7 +69,7 @@ cat > "$W/host.json" <<EOF
 {"ap_max_adapter_id":255,"ap_max_domain_id":84,
  "cards":[{"id":2,"hwtype":13,"domains":[43,44]},{"id":3,"hwtype":14,"domains":[43,44]},
           {"id":4,"hwtype":13,"domains":[43]},{"id":5,"hwtype":9,"domains":[43]}],
- "apmask":"0xcb00${F64}","aqmask":"0xffff${F64}","vfio_ap_loaded":$([ "$MODE" = vfio ] && echo true || echo false)}
+ "apmask":"0xcb00${F64}","aqmask":"0xffff${F64}","vfio_ap_loaded":$([ "$MODE" != novfio ] && echo true || echo false)}
 EOF
 mkdir -p "$W/sim" "$W/etc-mdevctl" "$W/udev-rules" "$W/drivers" "$W/bin"
 "$AP_SIM" mount "$W/sim" --config "$W/host.json" --ready-file "$W/sim.ready" --udev-events \
@@ -153,6 +155,13 @@ cfg_start() { sed -n 's/.*"start": *"\([a-z]*\)".*/\1/p' "/etc/mdevctl.d/matrix/
 sim_matrix() { local f=/sys/devices/vfio_ap/matrix/$1/matrix; if [ -e "$f" ]; then paste -sd, "$f"; else echo inactive; fi; }
 [ "$(sim_matrix x)" = inactive ] || fail "sim_matrix of a missing device"
 active_mdevs() { ls /sys/bus/mdev/devices | paste -sd, ; }
+# libvirt learns of an undefine from its inotify watch on /etc/mdevctl.d (a short timer
+# later), not from the call itself: wait up to 2 s for its list to be empty
+no_mdevs_in_libvirt() {
+  local k=$n
+  for _ in $(seq 100); do n=$k; ok nodedev-list --cap mdev --all; [ -z "$OUT" ] && break; sleep 0.02; done
+  is ""
+}
 xml() {  # xml FILE UUID ADAPTER DOMAIN
   cat > "$W/$1" <<EOF
 <device>
@@ -183,6 +192,42 @@ print(c["status"], c.get("fix", ""))' "$W/doctor.json" "$1") || fail "doctor out
   n=$((n + 1))
   case "$got" in "$2"*"${3:-}"*) ;; *) fail "doctor says $1: $got (wanted $2 ${3:-})";; esac
 }
+
+if [ "$MODE" = demo ]; then
+  # what an administrator types, and what virsh answers (a real libvirtd over the simulated
+  # AP bus, Debian's mdevctl, our callout as installed)
+  say()  { printf '\n\033[1m%s\033[0m\n' "$*"; }
+  show() { printf '$ virsh %s\n' "$*"; { virsh -c "$URI" "$@" 2>&1 && echo "  (exit 0)" || echo "  (exit $?)"; } | sed '/^$/d'; }
+  say "libvirt discovers the vfio_ap parent and the crypto cards and queues"
+  show nodedev-list --cap ap_matrix
+  show nodedev-list --cap ap_queue
+  show nodedev-dumpxml ap_matrix
+  xml a.xml "$U1" 2 43
+  say "define, autostart and start an mdev for APQN 2.43; our callout validates each step"
+  cat "$W/a.xml"
+  show nodedev-define "$W/a.xml"
+  A=mdev_${U1//-/_}_matrix
+  show nodedev-autostart "$A"
+  show nodedev-start "$A"
+  show nodedev-info "$A"
+  printf '$ cat /sys/devices/vfio_ap/matrix/%s/matrix\n' "$U1"; cat "/sys/devices/vfio_ap/matrix/$U1/matrix"
+  say "a second device for the same APQN: libvirt defines it manual, so the conflict is only a warning (kept in the system log), then refused at start and at autostart"
+  xml b.xml "$U2" 2 43
+  show nodedev-define "$W/b.xml"
+  printf '$ journalctl -t nodedev-helper   (here: the socket at /dev/log)\n'; sed 's/^/  /' "$W/syslog"
+  show nodedev-start "mdev_${U2//-/_}_matrix"
+  show nodedev-autostart "mdev_${U2//-/_}_matrix"
+  say "an adapter the host's AP masks still keep, and an id beyond this host's limits"
+  xml c.xml "$U3" 4 43
+  show nodedev-define "$W/c.xml"
+  show nodedev-start "mdev_${U3//-/_}_matrix"
+  xml d.xml "$U4" 2 100
+  show nodedev-define "$W/d.xml"
+  say "clean up"
+  show nodedev-destroy "$A"
+  for u in "$U1" "$U2" "$U3"; do show nodedev-undefine "mdev_${u//-/_}_matrix"; done
+  exit 0
+fi
 
 if [ "$MODE" = novfio ]; then
   # a host where vfio_ap is not loaded: libvirt has no ap_matrix and refuses the parent
@@ -271,11 +316,7 @@ ok nodedev-destroy "$A"
 ok nodedev-info "$A"; has "Active:         no"
 ok nodedev-undefine "$A"
 [ "$(cfg "$U1")" = none ] || fail "undefine left the config"
-# libvirt learns of an undefine from its inotify watch on /etc/mdevctl.d (a short timer
-# later), not from the call itself
-k=$n
-for _ in $(seq 100); do n=$k; ok nodedev-list --cap mdev --all; [ -z "$OUT" ] && break; sleep 0.02; done
-is ""
+no_mdevs_in_libvirt
 
 # ---- nodedev-helper passthrough --via libvirt: define, autostart, start through the API
 pt() {  # pt WANT_RC ARGS...: our passthrough against this libvirtd
@@ -302,5 +343,5 @@ grep -q "assign_control_domain value '90' is above this host's ap_max_domain_id 
 grep -q "undone: AP masks restored" "$W/pt.err" || fail "no rollback reported: $(cat "$W/pt.err")"
 cmp -s "$W/rule.before" /etc/udev/rules.d/41-ap.rules || fail "the rollback did not restore 41-ap.rules"
 [ "$(cfg "$U4")" = none ] && [ "$(active_mdevs)" = "" ] || fail "the refused passthrough left a device"
-ok nodedev-list --cap mdev --all; is ""
+no_mdevs_in_libvirt
 echo "$n" > "$W/count"
