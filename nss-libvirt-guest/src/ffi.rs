@@ -2,8 +2,9 @@
 //! `unsafe` of the module.
 //!
 //! Like systemd's NSS modules: each entry point converts its arguments, calls the safe
-//! [`crate::lookup`], computes the size of the answer, fails with `ERANGE` +
-//! `NETDB_INTERNAL` before writing anything when the caller's buffer is too small (glibc
+//! [`crate::lookup`] (forward answers in [`crate::order`]'s order and form: IPv6 link-local
+//! addresses only in `gethostbyname4_r`, with their bridge's scope id), computes the size
+//! of the answer, fails with `ERANGE` + `NETDB_INTERNAL` before writing anything when the caller's buffer is too small (glibc
 //! then retries with a larger one; libvirt's module returns ENOMEM here, which makes
 //! getaddrinfo fail for names with many addresses), fills the buffer, and maps the outcome
 //! to (status, `*errnop`, `*h_errnop`) as in the spec's table. A panic is caught and
@@ -21,7 +22,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent, socklen_t};
 
-use crate::lookup::{self, Answer, DEFAULT_LEASE_DIR, Family, Generation, Service};
+use crate::lookup::{self, DEFAULT_LEASE_DIR, Family, Generation, Service};
+use crate::order::{self, Addr, Ordered};
 
 /// `enum nss_status` (glibc `<nss.h>`).
 pub const NSS_STATUS_TRYAGAIN: c_int = -2;
@@ -96,15 +98,34 @@ struct Kept {
     dir: PathBuf,
     generation: Generation,
     at: Instant,
-    addrs: Vec<IpAddr>,
+    addrs: Vec<Addr>,
 }
 
 thread_local! {
     static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
 }
 
-/// The addresses of `name`: the answer kept for this retry, or a lookup.
-fn forward(service: Service, name: &str, family: Family) -> Result<Answer, std::io::Error> {
+/// The interface index of `bridge`, 0 if there is no such interface (a lease file's bridge
+/// gives an IPv6 link-local address its scope id).
+pub fn interface_index(bridge: &str) -> u32 {
+    if bridge.is_empty() || bridge.len() >= libc::IF_NAMESIZE || bridge.contains('/') {
+        return 0;
+    }
+    let Ok(c) = std::ffi::CString::new(bridge) else {
+        return 0;
+    };
+    // SAFETY: a NUL-terminated name; if_nametoindex only reads it.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+/// The addresses of `name` in answer order ([`crate::order`]; `scoped` for callers that can
+/// carry a scope id, `gethostbyname4_r`): the answer kept for this retry, or a lookup.
+fn forward(
+    service: Service,
+    name: &str,
+    family: Family,
+    scoped: bool,
+) -> Result<Ordered, std::io::Error> {
     let dir = lease_dir();
     let kept = KEPT.with(|k| k.borrow_mut().take()).filter(|k| {
         k.service == service
@@ -114,14 +135,19 @@ fn forward(service: Service, name: &str, family: Family) -> Result<Answer, std::
             && k.at.elapsed() < lookup::TRUST_WINDOW
             && lookup::generation(&dir) == Some(k.generation)
     });
-    match kept {
-        Some(k) => Ok(Answer::Found(k.addrs)),
-        None => lookup::lookup(&dir, name, service, family, now()),
+    if let Some(k) = kept {
+        return Ok(Ordered::Found(k.addrs));
     }
+    if name.is_empty() {
+        return Ok(Ordered::NotFound);
+    }
+    lookup::with_forward_snapshot(&dir, name, service, |snap| {
+        order::answer(snap, name, service, family, now(), scoped, interface_index)
+    })
 }
 
 /// Keeps `addrs` for the retry that follows an ERANGE (see [`Kept`]).
-fn keep(service: Service, name: &str, family: Family, addrs: Vec<IpAddr>) {
+fn keep(service: Service, name: &str, family: Family, addrs: Vec<Addr>) {
     let dir = lease_dir();
     let Some(generation) = lookup::generation(&dir) else {
         return;
@@ -274,8 +300,8 @@ fn tuples_size(buffer: *mut c_char, name: &str, n: usize) -> usize {
     pad(buffer) + n * size_of::<GaihAddrtuple>() + name.len() + 1
 }
 
-/// Fill `buffer` with the chained tuples of `addrs` (either family) named `name`, and point
-/// `*pat` at the first (or copy it into a preallocated first record).
+/// Fill `buffer` with the chained tuples of `addrs` (either family, with their scope ids)
+/// named `name`, and point `*pat` at the first (or copy it into a preallocated first record).
 ///
 /// # Safety
 /// `pat` valid for reads and writes (`*pat` NULL or a valid tuple); `buffer` valid for
@@ -285,7 +311,7 @@ unsafe fn fill_tuples(
     buffer: *mut c_char,
     buflen: usize,
     name: &str,
-    addrs: &[IpAddr],
+    addrs: &[Addr],
 ) {
     let need = tuples_size(buffer, name, addrs.len());
     assert!(need <= buflen);
@@ -297,7 +323,8 @@ unsafe fn fill_tuples(
         let name_dst = first.add(addrs.len()) as *mut c_char;
         ptr::copy_nonoverlapping(name.as_ptr() as *const c_char, name_dst, name.len());
         *name_dst.add(name.len()) = 0;
-        for (i, ip) in addrs.iter().enumerate() {
+        for (i, a) in addrs.iter().enumerate() {
+            let ip = &a.ip;
             let (b, l) = octets(ip);
             let mut addr = [0u32; 4];
             ptr::copy_nonoverlapping(b.as_ptr(), addr.as_mut_ptr() as *mut u8, l);
@@ -310,7 +337,7 @@ unsafe fn fill_tuples(
                 name: name_dst,
                 family: if ip.is_ipv6() { AF_INET6 } else { AF_INET },
                 addr,
-                scopeid: 0,
+                scopeid: a.scope_id,
             });
         }
         debug_assert_eq!(
@@ -360,12 +387,13 @@ unsafe fn gethostbyname3(
         let Some(q) = (unsafe { name_of(name) }) else {
             return Outcome::NotFound;
         };
-        let addrs = match forward(service, q, family) {
-            Ok(Answer::Found(a)) => a,
-            Ok(Answer::NoData) => return Outcome::NoData,
-            Ok(Answer::NotFound) => return Outcome::NotFound,
+        let addrs = match forward(service, q, family, false) {
+            Ok(Ordered::Found(a)) => a,
+            Ok(Ordered::NoData) => return Outcome::NoData,
+            Ok(Ordered::NotFound) => return Outcome::NotFound,
             Err(e) => return Outcome::Unavail(errno_of(&e)),
         };
+        let ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip).collect();
         let real_af = if family == Family::V6 {
             AF_INET6
         } else {
@@ -380,7 +408,7 @@ unsafe fn gethostbyname3(
             return Outcome::TooSmall;
         }
         // SAFETY: size checked above; result and buffer come from the caller.
-        let h_name = unsafe { fill_hostent(result, buffer, buflen, q, &addrs, real_af) };
+        let h_name = unsafe { fill_hostent(result, buffer, buflen, q, &ips, real_af) };
         if !ttlp.is_null() {
             // SAFETY: non-NULL ttlp is valid per glibc's contract.
             unsafe { *ttlp = 0 };
@@ -415,10 +443,10 @@ unsafe fn gethostbyname4(
         let Some(q) = (unsafe { name_of(name) }) else {
             return Outcome::NotFound;
         };
-        let addrs = match forward(service, q, Family::Any) {
-            Ok(Answer::Found(a)) => a,
-            Ok(Answer::NoData) => return Outcome::NoData,
-            Ok(Answer::NotFound) => return Outcome::NotFound,
+        let addrs = match forward(service, q, Family::Any, true) {
+            Ok(Ordered::Found(a)) => a,
+            Ok(Ordered::NoData) => return Outcome::NoData,
+            Ok(Ordered::NotFound) => return Outcome::NotFound,
             Err(e) => return Outcome::Unavail(errno_of(&e)),
         };
         if buffer.is_null() || pat.is_null() || buflen < tuples_size(buffer, q, addrs.len()) {
@@ -671,3 +699,18 @@ service_entry_points!(
     _nss_libvirt_guest_gethostbyaddr_r,
     _nss_libvirt_guest_gethostbyaddr2_r
 );
+
+#[cfg(test)]
+mod tests {
+    use super::interface_index;
+
+    #[test]
+    fn interface_indexes() {
+        // lo is index 1 in every network namespace.
+        assert_eq!(interface_index("lo"), 1);
+        assert_eq!(interface_index("no-such-if0"), 0);
+        assert_eq!(interface_index("../../etc"), 0);
+        assert_eq!(interface_index(""), 0);
+        assert_eq!(interface_index("a-name-longer-than-ifnamsiz"), 0);
+    }
+}

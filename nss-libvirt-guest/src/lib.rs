@@ -3,7 +3,8 @@
 //!
 //! One shared object exports both services (`_nss_libvirt_*`, `_nss_libvirt_guest_*`, see
 //! [`ffi`]); the logic lives in safe modules: [`json`] (bounded scanner), [`leases`] (the
-//! `.status`/`.macs` files), [`lookup`] (libvirt's matching rules, cache). The rules and
+//! `.status`/`.macs` files), [`lookup`] (libvirt's matching rules, cache), [`order`] (the
+//! order and scope ids of forward answers). The rules and
 //! the libvirt defects fixed here are in the project's spec (docs: README of this crate).
 //!
 //! Bounds (the module runs inside sshd, sudo and systemd, and no lease file may make them
@@ -22,6 +23,7 @@ pub mod json;
 pub mod leases;
 pub mod lookup;
 pub mod matching;
+pub mod order;
 pub mod prefilter;
 pub mod work;
 

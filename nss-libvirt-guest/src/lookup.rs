@@ -148,6 +148,18 @@ pub fn lookup(
     })
 }
 
+/// Run `f` on the snapshot a forward lookup of `name` reads, through the process-wide cache:
+/// for answers in another form than [`answer`]'s (`crate::order`: scope ids).
+pub fn with_forward_snapshot<T>(
+    dir: &Path,
+    name: &str,
+    service: Service,
+    f: impl FnOnce(&Snapshot) -> T,
+) -> io::Result<T> {
+    work::searched();
+    with_cache(|cache| Ok(f(&cache.snapshot_for(dir, service, name)?)))
+}
+
 /// Reverse lookup: the name of `ip` in the lease directory `dir` at time `now`.
 pub fn reverse(dir: &Path, ip: IpAddr, service: Service, now: i64) -> io::Result<Option<String>> {
     work::searched();

@@ -131,6 +131,35 @@ fn getaddrinfo_through_nss_configure_lookup() {
     assert!(out.contains("gai-error:"), "{out}");
 }
 
+/// An IPv6 link-local lease reaches a program through getaddrinfo with its bridge's interface
+/// index as scope id (the lease file is `lo.status`: lo is index 1 in every namespace), after
+/// the other addresses; single-family IPv6 lookups (a hostent, no scope) do not get it.
+#[test]
+#[ignore = "needs gcc: run by `make check-nss`"]
+fn link_local_addresses_come_with_their_scope() {
+    let a = Area::new("gai-ll");
+    let t = common::now();
+    common::write_atomic(
+        &a.p("leases").join("lo.status"),
+        &format!(
+            "[\n{},\n{}\n]\n",
+            common::lease(
+                "fe80::5054:ff:fe00:77",
+                "52:54:00:00:00:77",
+                Some("ll"),
+                t + 5000
+            ),
+            common::lease("10.9.9.77", "52:54:00:00:00:77", Some("ll"), t + 100)
+        ),
+    );
+    assert_eq!(
+        gai(&a, "libvirt", "ll", "any"),
+        (0, "10.9.9.77\nfe80::5054:ff:fe00:77%1\n".into())
+    );
+    let (rc, out) = gai(&a, "libvirt", "ll", "6");
+    assert_eq!(rc, 2, "{out}");
+}
+
 /// Run `script` with sh inside a private mount namespace where /var/lib/libvirt/dnsmasq is
 /// `leases` and /etc/nsswitch.conf says `hosts: files libvirt libvirt_guest`.
 fn in_namespace(a: &Area, leases: &Path, script: &str) -> Output {

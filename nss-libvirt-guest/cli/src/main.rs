@@ -6,7 +6,6 @@
 //! services (nsswitch.conf as glibc reads it, the module files, hosts caches, authselect).
 //! `--json` on all three, for scripts.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,10 +14,12 @@ mod doctor;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use nss_libvirt_guest::ffi::interface_index;
 use nss_libvirt_guest::lookup::{
-    self, Answer, Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
+    Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
 };
 use nss_libvirt_guest::matching;
+use nss_libvirt_guest::order::{self, Addr, Ordered};
 use nss_libvirt_guest_cli::cli::{Cli, Cmd, Svc};
 use serde_json::{Value, json};
 
@@ -81,6 +82,22 @@ fn explain(snap: &Snapshot, name: &str, service: Service, now: i64) -> Vec<Value
     out
 }
 
+/// An answered address as getaddrinfo users write it: `fe80::1%virbr0` with a scope.
+fn addr_text(a: &Addr) -> String {
+    if a.scope_id == 0 {
+        return a.ip.to_string();
+    }
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(a.scope_id, name.as_mut_ptr()) };
+    if p.is_null() {
+        return format!("{}%{}", a.ip, a.scope_id);
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let n = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    format!("{}%{}", a.ip, n.to_string_lossy())
+}
+
 fn cmd_lookup(
     dir: &Path,
     name: &str,
@@ -98,11 +115,13 @@ fn cmd_lookup(
     let mut found = false;
     let mut results = Vec::new();
     for s in services {
-        let (status, addrs): (&str, Vec<IpAddr>) =
-            match lookup::answer(&snap, name, s, Family::Any, t) {
-                Answer::Found(a) => ("found", a),
-                Answer::NoData => ("no-data", vec![]),
-                Answer::NotFound => ("not-found", vec![]),
+        // As getaddrinfo gets it from gethostbyname4_r (ssh): both families, in answer order,
+        // IPv6 link-local addresses last and with their interface.
+        let (status, addrs): (&str, Vec<String>) =
+            match order::answer(&snap, name, s, Family::Any, t, true, interface_index) {
+                Ordered::Found(a) => ("found", a.iter().map(addr_text).collect()),
+                Ordered::NoData => ("no-data", vec![]),
+                Ordered::NotFound => ("not-found", vec![]),
             };
         found |= !addrs.is_empty();
         let steps = if explain_it {
@@ -114,11 +133,7 @@ fn cmd_lookup(
             let shown = if addrs.is_empty() {
                 status.to_string()
             } else {
-                addrs
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                addrs.join(" ")
             };
             println!("{name} ({}): {shown}", s.name());
             for st in &steps {
@@ -138,7 +153,7 @@ fn cmd_lookup(
             }
         }
         let mut r = json!({"service": s.name(), "status": status,
-            "addresses": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()});
+            "addresses": addrs});
         if explain_it {
             r["explain"] = Value::Array(steps);
         }

@@ -43,7 +43,13 @@ static int gai(const char *service, const char *name, const char *fam)
         const void *a = p->ai_family == AF_INET
             ? (const void *)&((struct sockaddr_in *)p->ai_addr)->sin_addr
             : (const void *)&((struct sockaddr_in6 *)p->ai_addr)->sin6_addr;
-        printf("%s\n", inet_ntop(p->ai_family, a, text, sizeof(text)));
+        unsigned scope = p->ai_family == AF_INET6
+            ? ((struct sockaddr_in6 *)p->ai_addr)->sin6_scope_id : 0;
+        /* A scope id (IPv6 link-local) is printed as ADDRESS%INDEX. */
+        if (scope)
+            printf("%s%%%u\n", inet_ntop(p->ai_family, a, text, sizeof(text)), scope);
+        else
+            printf("%s\n", inet_ntop(p->ai_family, a, text, sizeof(text)));
     }
     freeaddrinfo(res);
     return 0;
