@@ -335,7 +335,25 @@ fn give(ctx: &Ctx, args: &Args, done: &mut Vec<Done>) -> anyhow::Result<i32> {
 /// Step 1, changing nothing: ids, the adapters x domains shape, card types and queues,
 /// vfio_ap loaded, the UUID free, no conflict with active or auto-start mdevs, the guest.
 fn preflight(ctx: &Ctx, args: &Args) -> anyhow::Result<Device> {
+    let mut dev = device_asked(args)?;
     let root = ctx.root;
+    if !root.matrix().is_dir() {
+        bail!(
+            "vfio_ap module is not loaded ({} does not exist): run modprobe vfio_ap",
+            root.matrix().display()
+        );
+    }
+    check_cards(root, &dev)?;
+    dev.defined = check_conflicts(root, &dev)?;
+    if let Some(g) = &args.guest {
+        libvirt::check_guest(ctx.connect, g)?;
+    }
+    Ok(dev)
+}
+
+/// The device the arguments ask for: APQNs forming adapters x domains, control domains, the
+/// UUID (given or new), the start policy. Reads nothing of the host.
+fn device_asked(args: &Args) -> anyhow::Result<Device> {
     let apqns = args
         .apqns
         .iter()
@@ -372,15 +390,23 @@ fn preflight(ctx: &Ctx, args: &Args) -> anyhow::Result<Device> {
         }
         None => new_uuid()?,
     };
-    let autostart = !args.manual;
-    if !root.matrix().is_dir() {
-        bail!(
-            "vfio_ap module is not loaded ({} does not exist): run modprobe vfio_ap",
-            root.matrix().display()
-        );
-    }
+    let xml = hostdev_xml(&uuid);
+    Ok(Device {
+        apqns,
+        adapters,
+        domains,
+        control,
+        uuid,
+        autostart: !args.manual,
+        defined: Vec::new(),
+        xml,
+    })
+}
+
+/// Every adapter is a card vfio_ap drives (CEX4 or newer) and every APQN a queue of it.
+fn check_cards(root: &Root, dev: &Device) -> anyhow::Result<()> {
     let cards = inventory::cards(root)?;
-    for a in adapters.iter() {
+    for a in dev.adapters.iter() {
         let Some(card) = cards.iter().find(|c| c.adapter == a) else {
             bail!("adapter {a} (card{a:02x}) does not exist on the AP bus");
         };
@@ -388,7 +414,7 @@ fn preflight(ctx: &Ctx, args: &Args) -> anyhow::Result<Device> {
             let hwtype = card.hwtype;
             bail!("{}", Conflict::UnsupportedCard { adapter: a, hwtype });
         }
-        for d in domains.iter() {
+        for d in dev.domains.iter() {
             if !card.queues.iter().any(|(qd, _)| *qd == d) {
                 bail!(
                     "APQN {} (queue {}) does not exist on the AP bus",
@@ -398,16 +424,23 @@ fn preflight(ctx: &Ctx, args: &Args) -> anyhow::Result<Device> {
             }
         }
     }
+    Ok(())
+}
+
+/// The UUID is free and no active mdev holds an APQN, nor (for an auto-start device) another
+/// auto-start config; sharing with manual configs is a warning. Returns the defined configs.
+fn check_conflicts(root: &Root, dev: &Device) -> anyhow::Result<Vec<mdev::DefinedMdev>> {
+    let (uuid, autostart) = (&dev.uuid, dev.autostart);
     let active = mdev::active(root)?;
     let (defined, bad) = mdev::defined(root)?;
     for w in &bad {
         eprintln!("{}", vfio_ap::warning(w));
     }
-    if active.iter().any(|m| m.uuid == uuid) || defined.iter().any(|m| m.uuid == uuid) {
+    if active.iter().any(|m| &m.uuid == uuid) || defined.iter().any(|m| &m.uuid == uuid) {
         bail!("mdev {uuid} already exists");
     }
     let mut problems = Vec::new();
-    for q in &apqns {
+    for q in &dev.apqns {
         for m in &active {
             if m.apqns().contains(q) {
                 let by = m.uuid.clone();
@@ -435,20 +468,7 @@ fn preflight(ctx: &Ctx, args: &Args) -> anyhow::Result<Device> {
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
-    let xml = hostdev_xml(&uuid);
-    if let Some(g) = &args.guest {
-        libvirt::check_guest(ctx.connect, g)?;
-    }
-    Ok(Device {
-        apqns,
-        adapters,
-        domains,
-        control,
-        uuid,
-        autostart,
-        defined,
-        xml,
-    })
+    Ok(defined)
 }
 
 /// The mask change that gives the device's adapters and domains to vfio_ap, and which sides
