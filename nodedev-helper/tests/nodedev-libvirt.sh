@@ -32,16 +32,19 @@ if [ "${1:-}" != --inside ]; then
   t0=$(date +%s%N)
   rc=0
   # NODEDEV_MODES=demo: the walkthrough of `make demo-nodedev` instead of the checks
+  per=""
   for mode in ${NODEDEV_MODES:-vfio novfio}; do
+    t1=$(date +%s%N)
     # PID 1 of the namespace is this script; when it ends, the kernel kills libvirtd and
     # ap-sim, and the mounts go with the mount namespace
     unshare --mount --net --pid --fork --mount-proc --propagation private \
       "$0" --inside "$work/$mode" "$mode" "$mdevctl" "$label" || { rc=$?; keep=1; break; }
+    per="$per${per:+, }$mode $(( ($(date +%s%N) - t1) / 1000000 )) ms"
   done
   [ $rc = 0 ] || fail "see above (logs in $work)"
   [ "${NODEDEV_MODES:-}" = demo ] && exit 0
   ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-  echo "check-nodedev[$label]: passed ($(( $(cat "$work"/*/count | paste -sd+) )) virsh checks) in $ms ms"
+  echo "check-nodedev[$label]: passed ($(( $(cat "$work"/*/count | paste -sd+) )) virsh checks) in $ms ms ($per)"
   exit 0
 fi
 
