@@ -4,7 +4,8 @@
 #   make nss-module   $(RELEASE_DIR)/nss/libnss_libvirt{,_guest}.so.2, each with its own SONAME
 #   make check-nss    the tests that go through the host's glibc tools as root (getaddrinfo,
 #                     getent in a mount namespace, setuid as nobody, exports, `check`'s
-#                     verdicts against getent's), the installed names' SONAMEs, the module
+#                     verdicts against getent's, running domains without a lease through the
+#                     neighbour table of a private netns), the installed names' SONAMEs, the module
 #                     package's dependencies (libc, memchr only), and the fuzz targets' build
 #   make bench-nss    Debian's libnss_libvirt{,_guest} against ours (part of `make bench`)
 DEPS_GROUPS   += nss
@@ -30,6 +31,7 @@ check-nss: nss-module fuzz-nss
 	@start=$$(date +%s); \
 	$(CARGO) test -p nss-libvirt-guest --test glibc -- --ignored --test-threads=1; \
 	$(CARGO) test -p nss-libvirt-guest-cli --test doctor -- --ignored; \
+	$(CARGO) test -p nss-libvirt-guest-cli --test seen -- --ignored; \
 	for n in libnss_libvirt.so.2 libnss_libvirt_guest.so.2; do \
 	  so=$$(objdump -p $(NSS_OUT)/$$n | awk '/SONAME/ {print $$2}'); \
 	  [ "$$so" = "$$n" ] || { echo "check-nss: $(NSS_OUT)/$$n has SONAME '$$so'" >&2; exit 1; }; \

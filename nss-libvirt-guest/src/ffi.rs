@@ -24,6 +24,7 @@ use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent, socklen_t};
 
 use crate::lookup::{self, DEFAULT_LEASE_DIR, Family, Generation, Service};
 use crate::order::{self, Addr, Ordered};
+use crate::seen;
 
 /// `enum nss_status` (glibc `<nss.h>`).
 pub const NSS_STATUS_TRYAGAIN: c_int = -2;
@@ -63,10 +64,12 @@ enum Outcome {
     Unavail(c_int),
 }
 
-fn lease_dir() -> PathBuf {
-    // SAFETY: the argument is a NUL-terminated literal; the result is NULL or a pointer into
+/// A path knob: the environment variable through `secure_getenv` (never in setuid or setgid
+/// processes), else the default.
+fn path_knob(var: &CStr, default: &str) -> PathBuf {
+    // SAFETY: the argument is a NUL-terminated string; the result is NULL or a pointer into
     // the environment, copied at once.
-    let p = unsafe { secure_getenv(c"LIBVIRT_NSS_LEASE_DIR".as_ptr()) };
+    let p = unsafe { secure_getenv(var.as_ptr()) };
     if !p.is_null() {
         // SAFETY: non-NULL results of secure_getenv are NUL-terminated strings.
         let v = unsafe { CStr::from_ptr(p) };
@@ -75,7 +78,16 @@ fn lease_dir() -> PathBuf {
             return PathBuf::from(std::ffi::OsStr::from_bytes(v.to_bytes()));
         }
     }
-    PathBuf::from(DEFAULT_LEASE_DIR)
+    PathBuf::from(default)
+}
+
+fn lease_dir() -> PathBuf {
+    path_knob(c"LIBVIRT_NSS_LEASE_DIR", DEFAULT_LEASE_DIR)
+}
+
+/// The running domains' MAC map ([`crate::seen`]).
+fn guests_map() -> PathBuf {
+    path_knob(c"LIBVIRT_NSS_GUESTS_FILE", seen::DEFAULT_MAP)
 }
 
 fn now() -> i64 {
@@ -103,6 +115,97 @@ struct Kept {
 
 thread_local! {
     static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
+}
+
+/// A file descriptor closed on drop.
+struct Fd(c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Most bytes read from one neighbour-table dump (a host with thousands of neighbours sends
+/// a few hundred KiB).
+const NEIGH_MAX_BYTES: usize = 8 << 20;
+
+/// The host's neighbour table, read with one rtnetlink dump ([`crate::neigh`]): a socket,
+/// one request, replies until the kernel says done; 1 s receive timeout, bounded size,
+/// nothing sent to the network.
+pub fn neighbours() -> std::io::Result<Vec<crate::neigh::Neighbour>> {
+    use std::io::Error;
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::last_os_error());
+    }
+    let fd = Fd(fd);
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: a valid option value of its own size.
+    unsafe {
+        libc::setsockopt(
+            fd.0,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &timeout as *const libc::timeval as *const c_void,
+            size_of::<libc::timeval>() as socklen_t,
+        )
+    };
+    // SAFETY: sockaddr_nl is plain data; all-zero is valid, then the family is set.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let req = crate::neigh::request(1);
+    // SAFETY: req and kernel are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            fd.0,
+            req.as_ptr() as *const c_void,
+            req.len(),
+            0,
+            &kernel as *const libc::sockaddr_nl as *const libc::sockaddr,
+            size_of::<libc::sockaddr_nl>() as socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 << 10];
+    let mut total = 0;
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::recv(fd.0, buf.as_mut_ptr() as *mut c_void, buf.len(), 0) };
+        if n < 0 {
+            let e = Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        total += n as usize;
+        match crate::neigh::parse(&buf[..n as usize], &mut out) {
+            crate::neigh::Chunk::Done => return Ok(out),
+            crate::neigh::Chunk::Error(e) => return Err(Error::from_raw_os_error(e)),
+            crate::neigh::Chunk::More if total > NEIGH_MAX_BYTES => {
+                return Err(Error::from_raw_os_error(libc::EFBIG));
+            }
+            crate::neigh::Chunk::More => {}
+        }
+    }
 }
 
 /// The interface index of `bridge`, 0 if there is no such interface (a lease file's bridge
@@ -141,9 +244,54 @@ fn forward(
     if name.is_empty() {
         return Ok(Ordered::NotFound);
     }
-    lookup::with_forward_snapshot(&dir, name, service, |snap| {
+    let leased = lookup::with_forward_snapshot(&dir, name, service, |snap| {
         order::answer(snap, name, service, family, now(), scoped, interface_index)
+    })?;
+    if service != Service::Guest {
+        return Ok(leased);
+    }
+    // Then the neighbour table, for a domain of the hooks' map (one failed open without it).
+    let Ok(Some(map)) = seen::read_map(&guests_map()) else {
+        return Ok(leased);
+    };
+    let Some(macs) = seen::macs_of(&map, name) else {
+        return Ok(leased);
+    };
+    let table = neighbours().unwrap_or_default();
+    let mut addrs = match leased {
+        Ordered::Found(a) => a,
+        Ordered::NoData | Ordered::NotFound => Vec::new(),
+    };
+    for a in seen::addresses(&macs, &table, family, scoped) {
+        if addrs.len() == lookup::MAX_ANSWERS {
+            break;
+        }
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    // A running domain the host has seen no address of (of this family) has no data.
+    Ok(if addrs.is_empty() {
+        Ordered::NoData
+    } else {
+        Ordered::Found(addrs)
     })
+}
+
+/// The name of `ip`: from the leases, then (`libvirt_guest`) from the neighbour table and the
+/// hooks' map of running domains.
+fn reverse_name(ip: IpAddr, service: Service) -> Result<Option<String>, std::io::Error> {
+    if let Some(n) = lookup::reverse(&lease_dir(), ip, service, now())? {
+        return Ok(Some(n));
+    }
+    if service != Service::Guest {
+        return Ok(None);
+    }
+    let Ok(Some(map)) = seen::read_map(&guests_map()) else {
+        return Ok(None);
+    };
+    let table = neighbours().unwrap_or_default();
+    Ok(seen::domain_of(&map, &table, ip))
 }
 
 /// Keeps `addrs` for the retry that follows an ERANGE (see [`Kept`]).
@@ -503,7 +651,7 @@ unsafe fn gethostbyaddr2(
             (AF_INET | AF_INET6, _) => return Outcome::Unavail(libc::EINVAL),
             _ => return Outcome::Unavail(libc::EAFNOSUPPORT),
         };
-        let found = match lookup::reverse(&lease_dir(), ip, service, now()) {
+        let found = match reverse_name(ip, service) {
             Ok(Some(n)) => n,
             Ok(None) => return Outcome::NotFound,
             Err(e) => return Outcome::Unavail(errno_of(&e)),

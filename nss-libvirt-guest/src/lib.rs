@@ -4,7 +4,8 @@
 //! One shared object exports both services (`_nss_libvirt_*`, `_nss_libvirt_guest_*`, see
 //! [`ffi`]); the logic lives in safe modules: [`json`] (bounded scanner), [`leases`] (the
 //! `.status`/`.macs` files), [`lookup`] (libvirt's matching rules, cache), [`order`] (the
-//! order and scope ids of forward answers). The rules and
+//! order and scope ids of forward answers), [`seen`] and [`neigh`] (running domains without a
+//! lease, by the neighbour table). The rules and
 //! the libvirt defects fixed here are in the project's spec (docs: README of this crate).
 //!
 //! Bounds (the module runs inside sshd, sudo and systemd, and no lease file may make them
@@ -23,8 +24,10 @@ pub mod json;
 pub mod leases;
 pub mod lookup;
 pub mod matching;
+pub mod neigh;
 pub mod order;
 pub mod prefilter;
+pub mod seen;
 pub mod work;
 
 pub use lookup::{Answer, Family, Service, lookup, reverse};

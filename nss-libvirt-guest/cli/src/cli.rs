@@ -24,6 +24,9 @@ pub struct Cli {
     /// Lease directory to read instead of /var/lib/libvirt/dnsmasq (tests).
     #[arg(long, global = true, hide = true)]
     pub lease_dir: Option<PathBuf>,
+    /// Running domains' MAC map to read instead of /run/virt-hostkit/guests.macs (tests).
+    #[arg(long, global = true, hide = true)]
+    pub guests_map: Option<PathBuf>,
     /// `check`: read FILE instead of ROOT/etc/nsswitch.conf.
     #[arg(long, global = true, value_name = "FILE")]
     pub nsswitch: Option<PathBuf>,
@@ -51,7 +54,10 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show every live guest: domain, hostname, MAC, address, expiry, bridge.
+    /// Show every live guest: domain, hostname, MAC, address, expiry, bridge, source.
+    ///
+    /// Source: lease (libvirt's dnsmasq) or neighbour (a running domain without a lease whose
+    /// MAC the host's neighbour table has seen at that address).
     List {
         /// Print JSON.
         #[arg(long)]
@@ -77,6 +83,31 @@ pub enum Cmd {
         /// Read nsswitch.conf as glibc VERSION does instead of the running glibc (tests).
         #[arg(long, value_name = "VERSION", hide = true)]
         glibc: Option<String>,
+    },
+    /// libvirt hook (qemu.d, lxc.d): keep the map of running domains' MACs up to date.
+    ///
+    /// Run by the wrappers installed in /etc/libvirt/hooks/qemu.d and lxc.d with libvirt's
+    /// arguments and the domain XML on stdin. started, reconnect and attach record the
+    /// domain's interface MACs, stopped and release remove it; the map
+    /// (/run/virt-hostkit/guests.macs) is rebuilt from libvirt's status files when missing.
+    /// The libvirt_guest service answers a running domain's name with the addresses the
+    /// host's neighbour table has seen behind those MACs when it has no lease. Exits 0 even
+    /// when the map cannot be written (the error goes to stderr, which libvirt logs): a
+    /// failing hook would make libvirt abort or kill the guest.
+    Hook {
+        /// qemu or lxc.
+        object: String,
+        /// The domain's name.
+        domain: String,
+        /// libvirt's operation (started, stopped, release, reconnect, ...).
+        operation: String,
+        /// libvirt's sub-operation (begin, end, -).
+        sub_operation: Option<String>,
+        /// libvirt's extra argument.
+        extra: Option<String>,
+        /// Work under DIR instead of / (DIR/run/virt-hostkit, DIR/run/libvirt).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
     },
 }
 

@@ -2,24 +2,29 @@
 //!
 //! `lookup` resolves a name exactly as the module does (same code) and, with `--explain`,
 //! shows every lease file and entry considered and why it was taken or rejected; `list`
-//! shows every live guest; `check` ([`doctor`]) finds why a guest name would not reach the
-//! services (nsswitch.conf as glibc reads it, the module files, hosts caches, authselect).
-//! `--json` on all three, for scripts.
+//! shows every live guest (from leases, and running domains without a lease from the
+//! neighbour table); `hook` ([`hook`]) keeps the map of running domains' MACs; `check`
+//! ([`doctor`]) finds why a guest name would not reach the services (nsswitch.conf as glibc
+//! reads it, the module files, hosts caches, authselect). `--json` on lookup, list, check.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod doctor;
+mod hook;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use nss_libvirt_guest::ffi::interface_index;
+use nss_libvirt_guest::ffi::{interface_index, neighbours};
+use nss_libvirt_guest::leases::MacsFile;
 use nss_libvirt_guest::lookup::{
     Content, DEFAULT_LEASE_DIR, Family, Service, Snapshot, snapshot_uncached,
 };
 use nss_libvirt_guest::matching;
+use nss_libvirt_guest::neigh::Neighbour;
 use nss_libvirt_guest::order::{self, Addr, Ordered};
+use nss_libvirt_guest::seen;
 use nss_libvirt_guest_cli::cli::{Cli, Cmd, Svc};
 use serde_json::{Value, json};
 
@@ -82,30 +87,56 @@ fn explain(snap: &Snapshot, name: &str, service: Service, now: i64) -> Vec<Value
     out
 }
 
+/// The hooks' map of running domains and the host's neighbour table, when the map exists.
+fn seen_table(map: &Path) -> Result<Option<(MacsFile, Vec<Neighbour>)>> {
+    let Some(m) = seen::read_map(map).with_context(|| format!("cannot read {}", map.display()))?
+    else {
+        return Ok(None);
+    };
+    let table = neighbours().context("cannot read the neighbour table")?;
+    Ok(Some((m, table)))
+}
+
+fn ifname(index: u32) -> String {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if p.is_null() {
+        return index.to_string();
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn state_text(state: u16) -> &'static str {
+    match state {
+        s if s & 0x02 != 0 => "REACHABLE",
+        s if s & 0x08 != 0 => "DELAY",
+        _ => "STALE",
+    }
+}
+
 /// An answered address as getaddrinfo users write it: `fe80::1%virbr0` with a scope.
 fn addr_text(a: &Addr) -> String {
     if a.scope_id == 0 {
-        return a.ip.to_string();
+        a.ip.to_string()
+    } else {
+        format!("{}%{}", a.ip, ifname(a.scope_id))
     }
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(a.scope_id, name.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("{}%{}", a.ip, a.scope_id);
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    let n = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    format!("{}%{}", a.ip, n.to_string_lossy())
 }
 
 fn cmd_lookup(
     dir: &Path,
+    map: &Path,
     name: &str,
     service: Option<Svc>,
     explain_it: bool,
     as_json: bool,
 ) -> Result<bool> {
     let snap = read_dir(dir)?;
+    let seen = seen_table(map)?;
     let t = now();
     let services = match service {
         Some(Svc::Libvirt) => vec![Service::Libvirt],
@@ -117,18 +148,48 @@ fn cmd_lookup(
     for s in services {
         // As getaddrinfo gets it from gethostbyname4_r (ssh): both families, in answer order,
         // IPv6 link-local addresses last and with their interface.
-        let (status, addrs): (&str, Vec<String>) =
+        let (mut status, mut answers): (&str, Vec<Addr>) =
             match order::answer(&snap, name, s, Family::Any, t, true, interface_index) {
-                Ordered::Found(a) => ("found", a.iter().map(addr_text).collect()),
+                Ordered::Found(a) => ("found", a),
                 Ordered::NoData => ("no-data", vec![]),
                 Ordered::NotFound => ("not-found", vec![]),
             };
-        found |= !addrs.is_empty();
-        let steps = if explain_it {
+        let mut sources = vec!["lease"; answers.len()];
+        let mut steps = if explain_it {
             explain(&snap, name, s, t)
         } else {
             vec![]
         };
+        // libvirt_guest, then: the neighbour table for a running domain of the hooks' map.
+        if s == Service::Guest {
+            if let Some((m, table)) = &seen {
+                if let Some(macs) = seen::macs_of(m, name) {
+                    for a in seen::addresses(&macs, table, Family::Any, true) {
+                        let n = table.iter().find(|n| n.ip == a.ip);
+                        if explain_it {
+                            steps.push(json!({"file": "neighbour table", "address": addr_text(&a),
+                                "verdict": if answers.contains(&a) { "duplicate" } else { "taken" },
+                                "reason": n.map(|n| format!("MAC {} seen on {} ({})", n.mac, ifname(n.ifindex), state_text(n.state))).unwrap_or_default()}));
+                        }
+                        if !answers.contains(&a) {
+                            answers.push(a);
+                            sources.push("neighbour");
+                        }
+                    }
+                    if explain_it && answers.is_empty() {
+                        steps.push(json!({"file": map.display().to_string(), "verdict": "domain running",
+                            "reason": format!("MACs {}; the neighbour table has no address for them", macs.join(", "))}));
+                    }
+                    status = if answers.is_empty() {
+                        "no-data"
+                    } else {
+                        "found"
+                    };
+                }
+            }
+        }
+        let addrs: Vec<String> = answers.iter().map(addr_text).collect();
+        found |= !addrs.is_empty();
         if !as_json {
             let shown = if addrs.is_empty() {
                 status.to_string()
@@ -153,7 +214,7 @@ fn cmd_lookup(
             }
         }
         let mut r = json!({"service": s.name(), "status": status,
-            "addresses": addrs});
+            "addresses": addrs, "sources": sources});
         if explain_it {
             r["explain"] = Value::Array(steps);
         }
@@ -174,7 +235,7 @@ fn cmd_lookup(
     Ok(found)
 }
 
-fn cmd_list(dir: &Path, as_json: bool) -> Result<()> {
+fn cmd_list(dir: &Path, map: &Path, as_json: bool) -> Result<()> {
     let snap = read_dir(dir)?;
     let t = now();
     let mut rows = Vec::new();
@@ -186,8 +247,26 @@ fn cmd_list(dir: &Path, as_json: bool) -> Result<()> {
             });
             rows.push(
                 json!({"domain": domain, "hostname": l.hostname, "mac": l.mac,
-                "address": l.ip.to_string(), "expiry": l.expiry, "bridge": f.bridge()}),
+                "address": l.ip.to_string(), "expiry": l.expiry, "bridge": f.bridge(),
+                "source": "lease"}),
             );
+        }
+    }
+    // Running domains' addresses from the neighbour table (the hooks' map).
+    if let Some((m, table)) = seen_table(map)? {
+        for e in &m.entries {
+            for a in seen::addresses(&e.macs, &table, Family::Any, true) {
+                let Some(n) = table.iter().find(|n| n.ip == a.ip) else {
+                    continue;
+                };
+                let address = addr_text(&a);
+                if rows.iter().any(|r| r["address"] == address.as_str()) {
+                    continue;
+                }
+                rows.push(json!({"domain": e.domain, "hostname": null, "mac": n.mac,
+                    "address": address, "expiry": null, "bridge": ifname(n.ifindex),
+                    "source": "neighbour"}));
+            }
         }
     }
     if as_json {
@@ -195,19 +274,23 @@ fn cmd_list(dir: &Path, as_json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<20} {:<18} {:<26} {:<11} BRIDGE",
-        "DOMAIN", "HOSTNAME", "MAC", "ADDRESS", "EXPIRY"
+        "{:<20} {:<20} {:<18} {:<26} {:<11} {:<10} SOURCE",
+        "DOMAIN", "HOSTNAME", "MAC", "ADDRESS", "EXPIRY", "BRIDGE"
     );
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
         println!(
-            "{:<20} {:<20} {:<18} {:<26} {:<11} {}",
+            "{:<20} {:<20} {:<18} {:<26} {:<11} {:<10} {}",
             s("domain"),
             s("hostname"),
             s("mac"),
             s("address"),
-            expiry_text(r["expiry"].as_i64().unwrap_or(0)),
-            s("bridge")
+            r["expiry"]
+                .as_i64()
+                .map(expiry_text)
+                .unwrap_or_else(|| "-".into()),
+            s("bridge"),
+            s("source")
         );
     }
     Ok(())
@@ -229,14 +312,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .lease_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_LEASE_DIR));
+    let map = cli
+        .guests_map
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(seen::DEFAULT_MAP));
     match cli.cmd {
         Cmd::Lookup {
             name,
             service,
             explain,
             json,
-        } => cmd_lookup(&dir, &name, service, explain, json),
-        Cmd::List { json } => cmd_list(&dir, json).map(|()| true),
+        } => cmd_lookup(&dir, &map, &name, service, explain, json),
+        Cmd::List { json } => cmd_list(&dir, &map, json).map(|()| true),
+        Cmd::Hook {
+            object,
+            domain,
+            operation,
+            root,
+            ..
+        } => {
+            use std::io::Read;
+            let mut xml = Vec::new();
+            std::io::stdin()
+                .take(16 << 20)
+                .read_to_end(&mut xml)
+                .context("cannot read the domain XML on stdin")?;
+            if object != "qemu" && object != "lxc" {
+                anyhow::bail!("unknown hook object {object:?} (qemu or lxc)");
+            }
+            // Reported, never failed: see the hook module (libvirt would abort or kill the guest).
+            if let Err(e) = hook::run(&root, &object, &domain, &operation, &xml) {
+                eprintln!("nss-libvirt-guest: {object} hook for {domain} {operation}: {e:#}");
+            }
+            Ok(true)
+        }
         Cmd::Check { json, root, glibc } => {
             return cmd_check(
                 &doctor::Options {
