@@ -13,6 +13,7 @@ CHECK_TARGETS   += check-hooks
 
 # Where each consumer looks (libvirt 9, mdevctl 1.2 and >= 1.3, udev).
 LIBVIRT_QEMU_HOOKS_DIR ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
+LIBVIRT_LXC_HOOKS_DIR  ?= $(SYSCONFDIR)/libvirt/hooks/lxc.d
 MDEVCTL_LIB_CALLOUTS   ?= $(PREFIX)/lib/mdevctl/scripts.d/callouts
 MDEVCTL_ETC_CALLOUTS   ?= $(SYSCONFDIR)/mdevctl.d/scripts.d/callouts
 UDEV_ETC_RULES         ?= $(SYSCONFDIR)/udev/rules.d
@@ -29,6 +30,8 @@ endef
 
 install-hooks:
 	@$(call hooks_install,hooks/libvirt/50-nodedev-helper,$(DESTDIR)$(LIBVIRT_QEMU_HOOKS_DIR)/50-nodedev-helper,0755)
+	@$(call hooks_install,hooks/libvirt/60-nss-libvirt-guest-qemu,$(DESTDIR)$(LIBVIRT_QEMU_HOOKS_DIR)/60-nss-libvirt-guest,0755)
+	@$(call hooks_install,hooks/libvirt/60-nss-libvirt-guest-lxc,$(DESTDIR)$(LIBVIRT_LXC_HOOKS_DIR)/60-nss-libvirt-guest,0755)
 	@$(call hooks_install,hooks/mdevctl/nodedev-helper-usr,$(DESTDIR)$(MDEVCTL_LIB_CALLOUTS)/00-nodedev-helper,0755)
 	@$(call hooks_install,hooks/mdevctl/nodedev-helper-etc,$(DESTDIR)$(MDEVCTL_ETC_CALLOUTS)/00-nodedev-helper,0755)
 	@if [ "$(HOOKS_MDEVCTL_UDEV_FIX)" = yes ]; then \
@@ -41,7 +44,7 @@ check-hooks-install:
 	@d=$$(mktemp -d /tmp/check-hooks.XXXXXX); trap 'rm -rf "$$d"' EXIT; \
 	$(MAKE) --no-print-directory install-hooks DESTDIR=$$d HOOKS_MDEVCTL_UDEV_FIX=yes >/dev/null; \
 	hooks/tests/check-install.sh "$$d" "$(SBINDIR)" "$(LIBVIRT_QEMU_HOOKS_DIR)" "$(MDEVCTL_LIB_CALLOUTS)" \
-	  "$(MDEVCTL_ETC_CALLOUTS)" "$(UDEV_ETC_RULES)"
+	  "$(MDEVCTL_ETC_CALLOUTS)" "$(UDEV_ETC_RULES)" "$(LIBVIRT_LXC_HOOKS_DIR)"
 
 check-hooks-udev:
 	@hooks/tests/check-udev.sh hooks/udev

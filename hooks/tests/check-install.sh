@@ -1,5 +1,5 @@
 #!/bin/bash
-# check-install.sh DESTDIR SBINDIR QEMU_HOOKS_DIR MDEVCTL_LIB_CALLOUTS MDEVCTL_ETC_CALLOUTS UDEV_RULES
+# check-install.sh DESTDIR SBINDIR QEMU_HOOKS_DIR MDEVCTL_LIB_CALLOUTS MDEVCTL_ETC_CALLOUTS UDEV_RULES LXC_HOOKS_DIR
 # What `make install-hooks` put into DESTDIR: every file where its consumer looks, executable,
 # valid shell, @SBINDIR@ filled in; each wrapper passes its argv on unchanged; the mdevctl 1.2
 # wrapper answers "not my type" (exit 2) when nodedev-helper is gone.
@@ -17,7 +17,7 @@ done
 
 # run the wrappers against a stand-in nodedev-helper that prints its argv
 t=$(mktemp -d /tmp/check-hooks-run.XXXXXX); trap 'rm -rf "$t"' EXIT
-printf '#!/bin/sh\nprintf "%%s|" "$@"\n' > "$t/nodedev-helper"; chmod 755 "$t/nodedev-helper"
+printf '#!/bin/sh\ncat >/dev/null; printf "%%s|" "$@"\n' > "$t/nodedev-helper"; chmod 755 "$t/nodedev-helper"
 # the mdevctl wrappers exec the libvirt-free callout binary, which takes mdevctl's argv as is
 printf '#!/bin/sh\nprintf "callout-bin|"; printf "%%s|" "$@"\n' > "$t/nodedev-helper-callout"
 chmod 755 "$t/nodedev-helper-callout"
@@ -31,4 +31,21 @@ got=$(sed "s|$sbindir/nodedev-helper|$t/nodedev-helper|g" "$lib" | sh -s -- -t x
 [ "$got" = "callout-bin|-t|x|-e|get|-a|capabilities|" ] || fail "lib callout wrapper passed '$got'"
 rc=0; sed "s|$sbindir/nodedev-helper|$t/gone/nodedev-helper|g" "$etc" | sh -s -- -t vfio_ap-passthrough >/dev/null 2>&1 || rc=$?
 [ $rc = 2 ] || fail "etc callout wrapper without nodedev-helper exited $rc, not 2"
-echo "check-hooks-install: 4 files in place ($3, $4, $5, $6), wrappers pass argv unchanged, 1.2 wrapper exits 2 without the binary"
+# the nss-libvirt-guest hooks (qemu.d and lxc.d): in place, argv passed on after the object,
+# and exit 0 (stdin read) when nss-libvirt-guest is not installed
+printf '#!/bin/sh\ncat >/dev/null; printf "%%s|" "$@"\n' > "$t/nss-libvirt-guest"; chmod 755 "$t/nss-libvirt-guest"
+for obj in qemu lxc; do
+  dir=$3; [ $obj = lxc ] && dir=$7
+  f=$d$dir/60-nss-libvirt-guest
+  [ -f "$f" ] && [ -x "$f" ] || fail "$f missing or not executable"
+  sh -n "$f" || fail "$f: shell syntax"
+  ! grep -q '@[A-Z]*@' "$f" || fail "$f: unsubstituted @VAR@"
+  sed "s|$sbindir/nss-libvirt-guest|$t/nss-libvirt-guest|g" "$f" > "$t/nss-$obj"
+  got=$(echo '<domain/>' | sh "$t/nss-$obj" 'my guest' started begin -)
+  [ "$got" = "hook|$obj|my guest|started|begin|-|" ] || fail "$f passed '$got'"
+  rc=0; sed "s|$sbindir/nss-libvirt-guest|$t/gone/nss-libvirt-guest|g" "$f" > "$t/gone-$obj"
+  head -c 200000 /dev/zero | sh "$t/gone-$obj" x started begin - || rc=$?
+  [ $rc = 0 ] || fail "$f without nss-libvirt-guest exited $rc, not 0"
+done
+
+echo "check-hooks-install: 6 files in place ($3, $7, $4, $5, $6), wrappers pass argv unchanged, 1.2 wrapper exits 2 without the binary, nss hooks exit 0 without theirs"
