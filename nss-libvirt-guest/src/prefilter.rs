@@ -21,8 +21,9 @@ pub(crate) const MAX_HITS: usize = 1024;
 /// occurs, parsed as [`parse`] would parse them (same offsets; an entry after a syntax
 /// error is dropped as there), so that a lookup of one of the needles answers exactly as
 /// from the full parse. `Some(None)`: no needle occurs, nothing can match. `None`: use the
-/// full parse: more than [`MAX_NEEDLES`] needles, the file holds a backslash (an escape such as `\u0066` can spell a name
-/// without its bytes), a needle is empty, or there are too many hits.
+/// full parse: more than [`MAX_NEEDLES`] needles, the file holds a backslash (an escape
+/// such as `\u0066` can spell a name without its bytes), a needle is empty, or there are
+/// too many hits.
 pub fn parse_containing(bytes: &[u8], kind: Kind, needles: &[String]) -> Option<Option<Content>> {
     // memchr picks its SIMD code by CPUID on first use, once per process: ~2 µs per CPUID
     // in a VM, about 15 µs in all (an interleaved CPU-time series at 10 leases had ours
@@ -34,34 +35,7 @@ pub fn parse_containing(bytes: &[u8], kind: Kind, needles: &[String]) -> Option<
     {
         return None;
     }
-    let mut hits = Vec::new();
-    let mut push = |at| {
-        hits.push(at);
-        hits.len() <= MAX_HITS
-    };
-    // No upper-case letter in the file: a case-sensitive search for the lower-case needle
-    // finds exactly the case-insensitive occurrences, and memchr's SIMD memmem costs a
-    // fraction of the folding search's instructions (callgrind).
-    let folded = !simd || has_ascii_uppercase(bytes);
-    for n in needles {
-        work::scanned(1);
-        let complete = if folded {
-            for_each_ci(bytes, n.as_bytes(), &mut push)
-        } else {
-            let finder = memchr::memmem::Finder::new(n.as_bytes());
-            let mut from = 0;
-            loop {
-                match finder.find(&bytes[from..]) {
-                    Some(at) if push(from + at) => from += at + 1,
-                    Some(_) => break false,
-                    None => break true,
-                }
-            }
-        };
-        if !complete {
-            return None;
-        }
-    }
+    let mut hits = hits_of(bytes, needles, simd)?;
     if hits.is_empty() {
         return Some(None);
     }
@@ -71,6 +45,84 @@ pub fn parse_containing(bytes: &[u8], kind: Kind, needles: &[String]) -> Option<
         Kind::Status => Content::Status(Arc::new(StatusFile::from_array(arr))),
         Kind::Macs => Content::Macs(Arc::new(MacsFile::from_array(arr))),
     }))
+}
+
+/// Every offset where one of `needles` (lower-case) occurs in `bytes`, ASCII
+/// case-insensitively, in the order found; None past [`MAX_HITS`]. `simd`: the file is large
+/// enough for memchr.
+fn hits_of(bytes: &[u8], needles: &[String], simd: bool) -> Option<Vec<usize>> {
+    let mut hits = Vec::new();
+    let mut push = |at| {
+        hits.push(at);
+        hits.len() <= MAX_HITS
+    };
+    // Three ways to find a needle (callgrind decided): its longest run without ASCII
+    // letters, when that is most of it ([`caseless_key`]: many MACs, names like vm-05000;
+    // case cannot change those bytes, so no pass over the file looks for upper case), with
+    // memchr's SIMD memmem, each occurrence then compared in full
+    // ignoring case; else, when the file has no upper-case letter, the lower-case needle
+    // itself with memmem (it then finds exactly the case-insensitive occurrences); else
+    // the folding search.
+    let mut upper = None;
+    for n in needles {
+        work::scanned(1);
+        let needle = n.as_bytes();
+        let complete = if !simd {
+            for_each_ci(bytes, needle, &mut push)
+        } else if let Some((k, key)) = caseless_key(needle) {
+            each_match(bytes, key, |at| {
+                let start = at.wrapping_sub(k);
+                at < k
+                    || !bytes
+                        .get(start..start + needle.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+                    || push(start)
+            })
+        } else if !*upper.get_or_insert_with(|| has_ascii_uppercase(bytes)) {
+            each_match(bytes, needle, &mut push)
+        } else {
+            for_each_ci(bytes, needle, &mut push)
+        };
+        if !complete {
+            return None;
+        }
+    }
+    Some(hits)
+}
+
+/// The shortest letter-free run of a needle searched for by itself (see [`caseless_key`]).
+const KEY_MIN: usize = 4;
+
+/// The longest run of `needle` without ASCII letters and its offset in `needle`, if it has
+/// [`KEY_MIN`] bytes or more and two thirds of the needle (so that it is about as rare in a
+/// file as the needle: all MACs of a host start with the same "52:54:00:"). An occurrence
+/// of the needle in any case holds it unchanged.
+fn caseless_key(needle: &[u8]) -> Option<(usize, &[u8])> {
+    let mut best = (0, 0);
+    let mut start = 0;
+    for (i, c) in needle.iter().enumerate() {
+        if c.is_ascii_alphabetic() {
+            start = i + 1;
+        } else if i + 1 - start > best.1 {
+            best = (start, i + 1 - start);
+        }
+    }
+    (best.1 >= KEY_MIN && best.1 * 3 >= needle.len() * 2)
+        .then(|| (best.0, &needle[best.0..best.0 + best.1]))
+}
+
+/// Calls `f` with every offset of `key` in `hay` (memchr's memmem), overlapping ones
+/// included, in ascending order, until `f` returns false; returns false if it did.
+fn each_match(hay: &[u8], key: &[u8], mut f: impl FnMut(usize) -> bool) -> bool {
+    let finder = memchr::memmem::Finder::new(key);
+    let mut from = 0;
+    loop {
+        match finder.find(&hay[from..]) {
+            Some(at) if f(from + at) => from += at + 1,
+            Some(_) => return false,
+            None => return true,
+        }
+    }
 }
 
 /// Files smaller than this are searched without memchr (see [`parse_containing`]).
@@ -201,5 +253,46 @@ mod tests {
             n < 3
         }));
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn every_search_finds_what_the_folding_search_finds() {
+        let mut seed = 11u32;
+        let alphabet = b"aAbBfF0123:-. \"";
+        let hay: Vec<u8> = (0..SIMD_MIN_BYTES + 777)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                alphabet[(seed >> 16) as usize % alphabet.len()]
+            })
+            .collect();
+        let mut lower = hay.to_ascii_lowercase();
+        lower.truncate(SIMD_MIN_BYTES + 5);
+        for needle in [
+            "ab", "0:1", "a0:12", "b-0.1a", "01", "f3:2", "3:2.1-0", "aa:0",
+        ] {
+            for h in [&hay, &lower] {
+                let mut want = Vec::new();
+                for_each_ci(h, needle.as_bytes(), |at| {
+                    want.push(at);
+                    true
+                });
+                let got = hits_of(h, &[needle.to_owned()], true);
+                if want.len() > MAX_HITS {
+                    assert_eq!(got, None, "{needle}");
+                } else {
+                    assert_eq!(got, Some(want), "{needle}");
+                }
+            }
+        }
+        // A run shorter than two thirds of the needle is not selective enough (all MACs of a
+        // host share "52:54:00:").
+        assert_eq!(caseless_key(b"52:54:00:aa:bb:01"), None);
+        assert_eq!(
+            caseless_key(b"52:54:00:13:88:01"),
+            Some((0, &b"52:54:00:13:88:01"[..]))
+        );
+        assert_eq!(caseless_key(b"host-05000"), None);
+        assert_eq!(caseless_key(b"vm-05000"), Some((2, &b"-05000"[..])));
+        assert_eq!(caseless_key(b"web1"), None);
     }
 }
