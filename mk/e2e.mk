@@ -41,9 +41,12 @@ DEMO_KEEP   ?= 0
 # our module against a real libvirtd: getent, reverse lookups, agreement with Debian's
 # module, ssh by name, domain lifecycle, released and expired leases (~2 min: the expired
 # lease is a 2-minute one, dnsmasq's minimum). E2E_NSS=debian runs it against Debian's.
+# nss-noleases.sh (~10 s): an LXC domain with a static address on the bridge, no lease,
+# resolved through the lxc hook's map and the neighbour table.
 check-e2e: e2e-build
 	shellcheck -S warning $(E2E_DIR)/*.sh
 	RIG_NSS_SO=$(E2E_NSS_SO) $(E2E_DIR)/nss-e2e.sh
+	RIG_NSS_SO=$(E2E_NSS_SO) NSS_CLI=$(E2E_NSS_CLI) $(E2E_DIR)/nss-noleases.sh
 
 demo-nss: e2e-build
 	RIG_NSS_SO=$(E2E_NSS_SO) NSS_CLI=$(E2E_NSS_CLI) DEMO_KEEP=$(DEMO_KEEP) $(E2E_DIR)/demo-nss.sh
