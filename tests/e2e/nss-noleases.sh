@@ -45,7 +45,7 @@ sed "s|@SBINDIR@/nss-libvirt-guest|$NSS_CLI|g" "$REPO/hooks/libvirt/60-nss-libvi
   > "$WORK/hooks/lxc.d/60-nss-libvirt-guest"
 chmod 755 "$WORK/hooks/lxc.d/60-nss-libvirt-guest"
 
-RIG_HOOKS_DIR=$WORK/hooks RIG_SSH=0 RIG_IPV6=0 "$RIG" up > "$WORK/facts" 2> "$WORK/rig-up.log" \
+RIG_HOOKS_DIR=$WORK/hooks RIG_SSH=0 "$RIG" up > "$WORK/facts" 2> "$WORK/rig-up.log" \
   || { cat "$WORK/rig-up.log" >&2; fail "rig.sh up"; exit 1; }
 # shellcheck disable=SC1091
 . "$WORK/facts"
@@ -55,12 +55,20 @@ RIG_HOOKS_DIR=$WORK/hooks RIG_SSH=0 RIG_IPV6=0 "$RIG" up > "$WORK/facts" 2> "$WO
 # A domain with a static address on the bridge, not on the libvirt network.
 SUBNET=${RIG_GATEWAY%.1}
 SIP=$SUBNET.77 SMAC=52:54:00:cc:00:77 SNAME=staticdom
+# IPv6 too when the rig has it (RIG_IPV6=auto): outside the DHCPv6 range ::100-::1ff
+SIP6=""
+[ "${RIG_IPV6:-0}" = 1 ] && SIP6=${RIG_GATEWAY6%::1}::77
 cat > "$RIG_DIR/cfg/static-init.sh" <<EOF
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 ip link set eth0 up
 ip addr add $SIP/24 dev eth0
-# traffic the host sees: a few pings to the gateway, then one every 2 s
-while :; do busybox ping -c 1 -W 1 $RIG_GATEWAY >/dev/null 2>&1; sleep 2; done
+[ -n "$SIP6" ] && ip -6 addr add $SIP6/64 dev eth0 nodad
+# traffic the host sees: a ping to the gateway(s) every 2 s
+while :; do
+  busybox ping -c 1 -W 1 $RIG_GATEWAY >/dev/null 2>&1
+  [ -n "$SIP6" ] && busybox ping6 -c 1 -W 1 ${RIG_GATEWAY6:-::1} >/dev/null 2>&1
+  sleep 2
+done
 EOF
 cat > "$RIG_DIR/cfg/static-domain.xml" <<EOF
 <domain type='lxc'>
@@ -102,17 +110,31 @@ until "$RIG" exec ip neigh show "$SIP" 2>/dev/null | grep -qi "$SMAC"; do
   i=$((i + 1)); [ $i -ge 40 ] && break; sleep 0.25
 done
 neigh=$("$RIG" exec ip neigh show "$SIP" 2>&1)
-got=$("$RIG" exec getent hosts "$SNAME" 2>&1)
-if [ "$(awk '{print $1}' <<<"$got")" = "$SIP" ]; then
-  pass "getent hosts $SNAME -> $SIP (neighbour entry: $neigh)"
+got=$("$RIG" exec getent ahostsv4 "$SNAME" 2>&1)
+if [ "$(awk 'NR == 1 {print $1}' <<<"$got")" = "$SIP" ]; then
+  pass "getent ahostsv4 $SNAME -> $SIP (neighbour entry: $neigh)"
 else
-  fail "getent hosts $SNAME" "got '$got', neighbour entry '$neigh'"
+  fail "getent ahostsv4 $SNAME" "got '$got', neighbour entry '$neigh'"
+fi
+if [ -n "$SIP6" ]; then
+  i=0
+  until "$RIG" exec ip -6 neigh show "$SIP6" 2>/dev/null | grep -qi "$SMAC"; do
+    i=$((i + 1)); [ $i -ge 40 ] && break; sleep 0.25
+  done
+  got=$("$RIG" exec getent ahostsv6 "$SNAME" 2>&1)
+  [ "$(awk 'NR == 1 {print $1}' <<<"$got")" = "$SIP6" ] && pass "getent ahostsv6 $SNAME -> $SIP6" \
+    || fail "getent ahostsv6 $SNAME" "got '$got', neighbour '$("$RIG" exec ip -6 neigh show "$SIP6" 2>&1)'"
+  got=$("$RIG" exec getent hosts "$SIP6" 2>&1)
+  [ "$(awk '{print $2}' <<<"$got")" = "$SNAME" ] && pass "getent hosts $SIP6 -> $SNAME (reverse)" \
+    || fail "getent hosts $SIP6" "got '$got'"
+else
+  echo "nss-noleases: the rig has no IPv6 (RIG_IPV6=${RIG_IPV6:-0}): IPv4 only"
 fi
 got=$("$RIG" exec getent hosts "$SIP" 2>&1)
 [ "$(awk '{print $2}' <<<"$got")" = "$SNAME" ] && pass "getent hosts $SIP -> $SNAME (reverse)" \
   || fail "getent hosts $SIP" "got '$got'"
 got=$("$RIG" exec "$NSS_CLI" lookup "$SNAME" --service libvirt_guest --json 2>&1)
-grep -q '"sources":\["neighbour"\]' <<<"$got" && pass "nss-libvirt-guest lookup says the answer came from the neighbour table" \
+grep -q '"sources":\["neighbour"' <<<"$got" && pass "nss-libvirt-guest lookup says the answer came from the neighbour table" \
   || fail "lookup --json source" "$got"
 
 # a neighbour whose MAC belongs to no running domain is never answered
