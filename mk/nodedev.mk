@@ -4,8 +4,9 @@
 # puts it. doc/nodedev-libvirt.md explains the host the test builds.
 #
 #   make check-nodedev   nodedev-helper/tests/nodedev-libvirt.sh with Debian's mdevctl 1.2 and
-#                        with mdevctl 1.4.0, then `nodedev-helper doctor` on the simulator in
-#                        healthy and broken states (tests/doctor_sim.rs) (root, /dev/fuse)
+#                        with mdevctl 1.4.0 (vfio_ap loaded, not loaded, and a failing mdev
+#                        create for passthrough's rollback), then `nodedev-helper doctor` on the
+#                        simulator in healthy and broken states (tests/doctor_sim.rs) (root, /dev/fuse)
 #   make demo-nodedev    the virsh nodedev-define path shown step by step, refusals included
 DEPS_GROUPS   += nodedev
 CHECK_TARGETS += check-nodedev

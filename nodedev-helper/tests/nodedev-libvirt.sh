@@ -15,6 +15,10 @@
 # runs with SYSTEMD_DEVICE_VERIFY_SYSFS=0 (libudev refuses a /sys that is not sysfs),
 # LIBVIRT_DRIVER_DIR holding only libvirt_driver_nodedev.so, RUST_BACKTRACE=0 (mdevctl 1.4's
 # backtrace would land in the virsh error) and mdevctl first on PATH. Needs root, /dev/fuse.
+#
+# Three hosts, one libvirtd each: vfio (discovery, the good path, refusals, passthrough),
+# novfio (vfio_ap not loaded), fault (the simulator fails every mdev create with ENOMEM:
+# passthrough's rollback after libvirt has defined the device).
 set -euo pipefail
 
 if [ "${1:-}" != --inside ]; then
@@ -33,7 +37,7 @@ if [ "${1:-}" != --inside ]; then
   rc=0
   # NODEDEV_MODES=demo: the walkthrough of `make demo-nodedev` instead of the checks
   per=""
-  for mode in ${NODEDEV_MODES:-vfio novfio}; do
+  for mode in ${NODEDEV_MODES:-vfio novfio fault}; do
     t1=$(date +%s%N)
     # PID 1 of the namespace is this script; when it ends, the kernel kills libvirtd and
     # ap-sim, and the mounts go with the mount namespace
@@ -72,7 +76,8 @@ cat > "$W/host.json" <<EOF
 {"ap_max_adapter_id":255,"ap_max_domain_id":84,
  "cards":[{"id":2,"hwtype":13,"domains":[43,44]},{"id":3,"hwtype":14,"domains":[43,44]},
           {"id":4,"hwtype":13,"domains":[43]},{"id":5,"hwtype":9,"domains":[43]}],
- "apmask":"0xcb00${F64}","aqmask":"0xffff${F64}","vfio_ap_loaded":$([ "$MODE" != novfio ] && echo true || echo false)}
+ "apmask":"0xcb00${F64}","aqmask":"0xffff${F64}","vfio_ap_loaded":$([ "$MODE" != novfio ] && echo true || echo false)$(
+ [ "$MODE" = fault ] && echo ',"fail_mdev_create":12' || true)}
 EOF
 mkdir -p "$W/sim" "$W/etc-mdevctl" "$W/udev-rules" "$W/drivers" "$W/bin"
 "$AP_SIM" mount "$W/sim" --config "$W/host.json" --ready-file "$W/sim.ready" --udev-events \
@@ -196,6 +201,18 @@ print(c["status"], c.get("fix", ""))' "$W/doctor.json" "$1") || fail "doctor out
   case "$got" in "$2"*"${3:-}"*) ;; *) fail "doctor says $1: $got (wanted $2 ${3:-})";; esac
 }
 
+pt() {  # pt WANT_RC ARGS...: our passthrough against this libvirtd
+  local want=$1 rc=0; shift
+  [ -x "${NODEDEV_HELPER:-}" ] || fail "NODEDEV_HELPER (the nodedev-helper binary) not set"
+  "$NODEDEV_HELPER" passthrough --via libvirt --connect "$URI" "$@" >"$W/pt.out" 2>"$W/pt.err" || rc=$?
+  n=$((n + 1))
+  [ "$rc" = "$want" ] || fail "passthrough $* exited $rc (wanted $want):
+$(cat "$W/pt.out" "$W/pt.err")"
+}
+# said FILE TEXT: the output file of the last command holds TEXT
+said() { n=$((n + 1)); grep -F -q -- "$2" "$W/$1" || fail "$1 lacks '$2':
+$(cat "$W/$1")"; }
+
 if [ "$MODE" = demo ]; then
   # what an administrator types, and what virsh answers (a real libvirtd over the simulated
   # AP bus, Debian's mdevctl, our callout as installed)
@@ -242,6 +259,52 @@ if [ "$MODE" = novfio ]; then
   # what our doctor says about this host
   doctor vfio_ap-loaded problem "modprobe vfio_ap"
   doctor libvirt-ap_matrix problem "modprobe vfio_ap"
+  echo "$n" > "$W/count"
+  exit 0
+fi
+
+if [ "$MODE" = fault ]; then
+  # A start that fails in the kernel after every check passed: the simulator's fault knob
+  # makes each write to the mdev type's `create` fail with ENOMEM (mdev_device_create out of
+  # memory). passthrough has by then taken adapter 4 and domain 43 from the host (active masks
+  # and 41-ap.rules), and libvirt has defined the device and set it to autostart; all of it
+  # must be undone.
+  masks_now() { cat /sys/bus/ap/apmask /sys/bus/ap/aqmask; }
+  masks_now > "$W/masks.before"
+  cp /etc/udev/rules.d/41-ap.rules "$W/rule.before"
+  N4=mdev_${U4//-/_}_matrix
+  pt 1 4.43 --uuid "$U4"
+  said pt.out "host gave up the APQNs: apmask=-4 aqmask=-43 (active and persistent)"
+  said pt.out "libvirt defined node device $N4"
+  said pt.out "libvirt set node device $N4 to autostart"
+  said pt.err "libvirt refused to start $N4"
+  said pt.err "Cannot allocate memory"
+  said pt.err "rolling back:"
+  said pt.err "undone: node device $N4 undefined"
+  said pt.err "undone: AP masks restored"
+  grep -q "FAILED to undo\|left partly changed" "$W/pt.err" && fail "rollback incomplete: $(cat "$W/pt.err")"
+  # nothing left: not in libvirt (defined or active), not in mdevctl, not in the simulator
+  no_mdevs_in_libvirt
+  refused "$N4" nodedev-info "$N4"
+  n=$((n + 1)); [ -z "$("$MDEVCTL" list --defined)" ] || fail "mdevctl still has a config: $("$MDEVCTL" list --defined)"
+  n=$((n + 1)); [ -z "$("$MDEVCTL" list)" ] || fail "mdevctl lists an active device: $("$MDEVCTL" list)"
+  [ "$(cfg "$U4")" = none ] && [ "$(active_mdevs)" = "" ] || fail "the failed passthrough left a device"
+  # the masks and the rule as before, byte for byte
+  masks_now | cmp -s "$W/masks.before" - || fail "active masks not restored: $(masks_now)"
+  cmp -s "$W/rule.before" /etc/udev/rules.d/41-ap.rules || fail "the rollback did not restore 41-ap.rules"
+  n=$((n + 2))
+  # the same through mdevctl directly: defined, start refused by the kernel, undefined again
+  rc=0; "$NODEDEV_HELPER" passthrough --mdevctl "$MDEVCTL" 4.43 --uuid "$U4" >"$W/pt.out" 2>"$W/pt.err" || rc=$?
+  n=$((n + 1)); [ "$rc" = 1 ] || fail "passthrough via mdevctl exited $rc: $(cat "$W/pt.out" "$W/pt.err")"
+  said pt.out "mdevctl defined mdev $U4 on parent matrix"
+  said pt.err "mdevctl start --uuid $U4 failed"
+  said pt.err "Cannot allocate memory"
+  said pt.err "undone: mdev $U4 undefined"
+  said pt.err "undone: AP masks restored"
+  n=$((n + 1)); [ -z "$("$MDEVCTL" list --defined)$("$MDEVCTL" list)" ] || fail "mdevctl still has the device"
+  masks_now | cmp -s "$W/masks.before" - || fail "active masks not restored: $(masks_now)"
+  cmp -s "$W/rule.before" /etc/udev/rules.d/41-ap.rules || fail "the rollback did not restore 41-ap.rules"
+  n=$((n + 2))
   echo "$n" > "$W/count"
   exit 0
 fi
@@ -322,13 +385,6 @@ ok nodedev-undefine "$A"
 no_mdevs_in_libvirt
 
 # ---- nodedev-helper passthrough --via libvirt: define, autostart, start through the API
-pt() {  # pt WANT_RC ARGS...: our passthrough against this libvirtd
-  local want=$1 rc=0; shift
-  "$NODEDEV_HELPER" passthrough --via libvirt --connect "$URI" "$@" >"$W/pt.out" 2>"$W/pt.err" || rc=$?
-  n=$((n + 1))
-  [ "$rc" = "$want" ] || fail "passthrough $* exited $rc (wanted $want):
-$(cat "$W/pt.out" "$W/pt.err")"
-}
 pt 0 2.44 --uuid "$U4"
 grep -q "libvirt defined node device mdev_${U4//-/_}_matrix" "$W/pt.out" || fail "passthrough output: $(cat "$W/pt.out")"
 [ "$(sim_matrix "$U4")" = 02.002c ] || fail "simulator after passthrough: $(sim_matrix "$U4")"

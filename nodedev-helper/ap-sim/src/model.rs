@@ -71,6 +71,13 @@ pub struct HostConfig {
     /// Whether module vfio_ap is loaded (the `matrix` parent exists); default true.
     #[serde(default = "default_true")]
     pub vfio_ap_loaded: bool,
+    /// Fault injection for tests (not a kernel file): every write to the mdev type's `create`
+    /// fails with this errno and creates nothing, e.g. 12 (ENOMEM), what the kernel returns
+    /// when mdev_device_create cannot allocate the device (memory pressure, or the kernel's
+    /// own failslab fault injection). Lets a test fail an `mdevctl start` after every
+    /// validation has passed. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_mdev_create: Option<i32>,
 }
 
 impl Default for HostConfig {
@@ -82,6 +89,7 @@ impl Default for HostConfig {
             apmask: None,
             aqmask: None,
             vfio_ap_loaded: true,
+            fail_mdev_create: None,
         }
     }
 }
@@ -122,6 +130,13 @@ impl HostConfig {
         self
     }
 
+    /// Fault injection for tests: every mdev `create` fails with `errno` (see
+    /// [`HostConfig::fail_mdev_create`]).
+    pub fn fail_mdev_create(mut self, errno: i32) -> Self {
+        self.fail_mdev_create = Some(errno);
+        self
+    }
+
     /// The example host of `ap-sim example-config`: a CEX7 (hwtype 13) adapter 02 and a CEX8
     /// (14) adapter 03 with domains 43 and 44, a CEX3C (9) adapter 05 with domain 43.
     pub fn example() -> Self {
@@ -156,6 +171,9 @@ pub enum ConfigError {
         /// ap_max_domain_id
         max: u8,
     },
+    /// `fail_mdev_create` is not an errno (1..=4095, as the kernel's error pointers).
+    #[error("fail_mdev_create {0} is not an errno (1..4095, e.g. 12 for ENOMEM)")]
+    BadErrno(i32),
     /// An initial mask the kernel would not accept.
     #[error("{name} {value:?} is not an absolute hex mask")]
     BadMask {
@@ -206,6 +224,8 @@ pub(crate) struct State {
     apm: Mask,
     aqm: Mask,
     vfio_loaded: bool,
+    /// [`HostConfig::fail_mdev_create`]: the errno every `create` fails with.
+    fail_create: Option<i32>,
     mdevs: BTreeMap<String, MdevState>,
     /// The IOMMU group of each mdev (`kernel/iommu_groups/N`), allocated at create like the
     /// kernel's ida: the lowest free number.
@@ -361,6 +381,9 @@ impl State {
                 value: s.clone(),
             }),
         };
+        if let Some(e) = cfg.fail_mdev_create.filter(|e| !(1..=4095).contains(e)) {
+            return Err(ConfigError::BadErrno(e));
+        }
         Ok(State {
             max_apid: cfg.ap_max_adapter_id,
             max_apqi: cfg.ap_max_domain_id,
@@ -368,6 +391,7 @@ impl State {
             apm: mask("apmask", &cfg.apmask)?,
             aqm: mask("aqmask", &cfg.aqmask)?,
             vfio_loaded: cfg.vfio_ap_loaded,
+            fail_create: cfg.fail_mdev_create,
             mdevs: BTreeMap::new(),
             groups: BTreeMap::new(),
             seqnum: 0,
@@ -988,6 +1012,11 @@ impl State {
                 if self.mdevs.len() >= MAX_INSTANCES {
                     return Err(errno(libc::EUSERS));
                 }
+                // the injected fault: as an allocation failing in mdev_device_create before
+                // device_add, so no device and no uevent
+                if let Some(e) = self.fail_create {
+                    return Err(errno(e));
+                }
                 let group = self.free_group();
                 self.mdevs.insert(u.clone(), MdevState::default());
                 self.groups.insert(u.clone(), group);
@@ -1305,6 +1334,12 @@ impl Sim {
     /// Whether vfio_ap is loaded.
     pub fn vfio_ap_loaded(&self) -> bool {
         self.lock().vfio_loaded
+    }
+
+    /// Fault injection for tests: from now on every mdev `create` fails with `errno` (None:
+    /// creates work again). See [`HostConfig::fail_mdev_create`].
+    pub fn set_fail_mdev_create(&self, errno: Option<i32>) {
+        self.lock().fail_create = errno;
     }
 
     /// Attach (or detach) a guest to mdev `uuid`: its passed-through queues show "in use".

@@ -646,3 +646,38 @@ fn writing_an_action_to_uevent_synthesizes_that_event() {
     r.unwrap();
     assert!(evs.is_empty());
 }
+
+/// The fault-injection knob: every `create` fails with the configured errno, nothing is
+/// created (no device, no uevent, available_instances unchanged); clearing it at run time
+/// makes creates work again. Not an errno: a config error.
+#[test]
+fn injected_create_fault() {
+    let s = Sim::new(&HostConfig::example().fail_mdev_create(libc::ENOMEM)).unwrap();
+    let (r, events) = s.write_with_uevents(&format!("{TYPE}/create"), U1.as_bytes());
+    assert_eq!(errno(r), libc::ENOMEM);
+    assert!(events.is_empty(), "{events:?}");
+    assert!(s.mdevs().is_empty());
+    assert!(!s.exists(&format!("/sys/bus/mdev/devices/{U1}")));
+    assert_eq!(
+        s.read_string(&format!("{TYPE}/available_instances"))
+            .unwrap(),
+        "65536\n"
+    );
+    // the other checks of create still come first
+    assert_eq!(errno(w(&s, &format!("{TYPE}/create"), "x")), libc::EINVAL);
+    s.set_fail_mdev_create(None);
+    w(&s, &format!("{TYPE}/create"), U1).unwrap();
+    assert_eq!(s.mdevs(), vec![U1.to_string()]);
+    s.set_fail_mdev_create(Some(libc::EUSERS));
+    assert_eq!(errno(w(&s, &format!("{TYPE}/create"), U2)), libc::EUSERS);
+    assert_eq!(errno(w(&s, &format!("{TYPE}/create"), U1)), libc::EEXIST);
+
+    let json = r#"{"cards":[{"id":2,"hwtype":13,"domains":[43]}],"fail_mdev_create":12}"#;
+    let s = Sim::from_json(json).unwrap();
+    assert_eq!(errno(w(&s, &format!("{TYPE}/create"), U1)), libc::ENOMEM);
+    let e = Sim::from_json(r#"{"fail_mdev_create":0}"#).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "fail_mdev_create 0 is not an errno (1..4095, e.g. 12 for ENOMEM)"
+    );
+}
