@@ -1,11 +1,11 @@
-# AP masks, crypto inventory and one-command crypto passthrough (issue 5; nodedev-helper ap,
+# AP masks, crypto inventory and one-command crypto passthrough (nodedev-helper ap,
 # nodedev-helper passthrough).
 #
 #   make check-apmask   the passthrough tests that run the real mdevctl 1.4.0 (MDEVCTL_ENV_ROOT)
 #                       and the AP simulator mounted over FUSE (root); the rest of the
 #                       ap/passthrough tests run in `cargo test`
 #   make demo-crypto    the walkthrough on the FUSE-mounted AP simulator (root): inventory, the
-#                       seed's mask examples, passthrough to a guest definition through the
+#                       documentation's mask examples (doc/ap-bus.md), passthrough to a guest definition through the
 #                       real mdevctl, a refused conflicting change, removal
 CHECK_TARGETS += check-apmask
 DEMO_TARGETS  += demo-crypto

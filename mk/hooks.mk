@@ -1,4 +1,4 @@
-# Hooks that fire by themselves (issue 7): the libvirt qemu hook, the mdevctl callout and the
+# Hooks that fire by themselves (doc/hooks.md, doc/mdevctl.md): the libvirt qemu hook, the mdevctl callout and the
 # udev rule that fixes mdevctl auto-start on Debian/Ubuntu. hooks/README.md explains each file.
 #
 #   make install-hooks DESTDIR=...   (part of make install) wrappers with $(SBINDIR) filled in

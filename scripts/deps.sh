@@ -24,7 +24,7 @@ declare -A APT=(
   [s390tools]="qemu-user-static debian-archive-keyring util-linux fuse3 dpkg"
 )
 # Debian's own Rust 1.85 carries an s390x standard library (rustup here cannot add targets);
-# the liblzma pin avoids a version clash between the two architectures (hooks-packaging.md).
+# the liblzma pin avoids a version clash between the two architectures (doc/packaging.md).
 # Since Debian 12 went to LTS (June 2026), bookworm-security has no s390x builds: a newer
 # amd64 zlib1g/libzstd1 from there cannot pair with the s390x ones (Multi-Arch: same needs
 # equal versions), and apt's resolver gives up ("libllvm19:s390x : Depends: zlib1g:s390x ...

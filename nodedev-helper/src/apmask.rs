@@ -1,7 +1,7 @@
 //! AP masks (apmask, aqmask, control-domain masks) and APQNs.
 //!
 //! A mask is 256 bits as the kernel prints it: `0x` + 64 hex digits, bit 0 being the most
-//! significant bit of the first digit (spec/ap.md, "Kernel sysfs"). It is stored as 32
+//! significant bit of the first digit (doc/ap-bus.md, "Masks"). It is stored as 32
 //! bytes in that same order, so no integer byte order is involved and the code behaves
 //! identically on big-endian s390x and little-endian x86_64.
 

@@ -2,7 +2,7 @@
 //!
 //! mdevctl runs every executable in its callout directories as
 //! `SCRIPT -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT`, with the device JSON on
-//! stdin for `pre`/`post`/`live` (spec/ap.md, "mdevctl callouts"). Exit 2 means "not my
+//! stdin for `pre`/`post`/`live` (doc/mdevctl.md). Exit 2 means "not my
 //! type"; a non-zero exit in `pre` aborts the operation and mdevctl shows our stderr. The
 //! first script answering anything but 2 owns the device type.
 //!

@@ -1,4 +1,4 @@
-//! chzdev's AP mask syntax: `apmask=VALUE` / `aqmask=VALUE` (spec/ap.md, "chzdev -t ap").
+//! chzdev's AP mask syntax: `apmask=VALUE` / `aqmask=VALUE` (doc/s390-tools.md, "chzdev -t ap").
 //!
 //! VALUE is a comma list. If its first item starts with `+` or `-`, every item must be a
 //! signed term `+N`, `+N-M`, `-N`, `-N-M`, applied in order to the current mask (relative).

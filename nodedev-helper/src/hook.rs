@@ -1,10 +1,10 @@
 //! `nodedev-helper libvirt-hook qemu GUEST OPERATION SUB-OPERATION EXTRA`: the libvirt qemu
-//! hook for guests with a vfio-ap crypto device (issue 7).
+//! hook for guests with a vfio-ap crypto device.
 //!
 //! libvirt runs every executable in `/etc/libvirt/hooks/qemu.d/` synchronously, with the
 //! domain XML on stdin and a minimal environment (`LC_ALL=C`, PATH, HOME, USER, LOGNAME,
 //! TMPDIR); a non-zero exit of `prepare begin` aborts the start and libvirt puts our stderr
-//! into the `virsh start` error (spec/hooks-packaging.md). So:
+//! into the `virsh start` error (doc/hooks.md). So:
 //!
 //! - `prepare begin`: the guest's one `<hostdev mode='subsystem' type='mdev' model='vfio-ap'>`
 //!   must name an mdev that is active, or defined and startable (we start it through mdevctl,

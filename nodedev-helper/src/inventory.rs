@@ -1,6 +1,6 @@
 //! What the host has: AP cards and queues, active vfio_ap mdevs, defined mdevctl configs.
 //!
-//! Everything is read below one [`Root`], from the places listed in spec/ap.md ("Kernel
+//! Everything is read below one [`Root`], from the places listed in doc/ap-bus.md ("Kernel
 //! sysfs", "mdevctl callouts"): `sys/bus/ap/devices/cardXX/hwtype`, queue dirs `XX.YYYY`,
 //! `sys/devices/vfio_ap/matrix/<uuid>/matrix`, `etc/mdevctl.d/matrix/<uuid>`. Each reader
 //! returns errors naming the file and the value; `ap list`, `ap set` and `passthrough` share

@@ -17,6 +17,10 @@
 //! 41-ap.rules), [`inventory`] (cards, queues and who owns each APQN), [`dirscan`] (one
 //! directory through one descriptor), [`echo`] (untrusted text in messages) and [`autostart_index`] (the callout's cache of
 //! auto-start configs). [`cli`] is the command line of the `nodedev-helper` binary.
+//!
+//! The kernel, mdevctl, s390-tools and libvirt facts these modules rely on (sysfs semantics,
+//! file formats, the exact messages we keep and the defects we do not) are written down in
+//! doc/ap-bus.md, doc/mdevctl.md, doc/s390-tools.md and doc/hooks.md.
 
 pub mod ap;
 pub mod apmask;

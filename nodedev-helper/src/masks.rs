@@ -430,7 +430,7 @@ mod tests {
     const U2: &str = "aaaaaaaa-2222-3333-4444-555555555555";
 
     #[test]
-    fn seed_example_both_sides() {
+    fn documented_example_both_sides() {
         let state = MaskState {
             active: m(Mask::FULL, Mask::FULL),
             persistent: PersistentMasks::default(),
@@ -467,8 +467,9 @@ mod tests {
             &[defined(U1, true, 2, 43)],
         );
         assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
-        // the seed's case: after apmask=-2 alone the host keeps domain 43, so +2 takes 2.43
-        let seed = MaskState {
+        // the documented example (doc/ap-bus.md, "Mask examples"): after apmask=-2 alone the
+        // host keeps domain 43, so +2 takes 2.43
+        let example = MaskState {
             active: m(without(2), Mask::FULL),
             persistent: PersistentMasks {
                 apmask: Some(without(2)),
@@ -477,7 +478,7 @@ mod tests {
         };
         let p = plan(
             &req(Some("+2"), None, true, true),
-            &seed,
+            &example,
             &active,
             &[defined(U1, true, 2, 43)],
         );

@@ -87,7 +87,7 @@ impl Root {
         self.base.join(rel)
     }
 
-    // --- well-known places (kernel and tool layout, see spec/ap.md) ---
+    // --- well-known places (kernel and tool layout: doc/ap-bus.md, doc/mdevctl.md) ---
 
     /// `/sys/bus/ap`: apmask, aqmask, ap_max_*_id, bindings, devices/.
     pub fn ap_bus(&self) -> PathBuf {

@@ -1,5 +1,5 @@
 #!/bin/bash
-# make demo-crypto: the crypto passthrough walkthrough (issue 5) on the AP bus simulator.
+# make demo-crypto: the crypto passthrough walkthrough on the AP bus simulator.
 #
 #   NODEDEV_HELPER=.../nodedev-helper  AP_SIM=.../ap-sim  MDEVCTL=.../mdevctl(>= 1.3)  passthrough-demo.sh
 #
@@ -33,7 +33,7 @@ echo "(AP bus simulator mounted on $R/sys; every path below is relative to --roo
 say "1. Inventory: cards, whether vfio_ap can take them, every APQN and its owner"
 run ap list
 
-say "2. The seed's mask examples (chzdev syntax), active and persistent"
+say "2. The documentation's mask examples (chzdev syntax), active and persistent"
 run ap set apmask=-2 aqmask=-43
 run ap show
 printf '$ cat /etc/udev/rules.d/41-ap.rules\n'; cat "$R"/etc/udev/rules.d/41-ap.rules

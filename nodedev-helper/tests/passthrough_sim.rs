@@ -89,7 +89,7 @@ fn passthrough_to_an_active_device_and_back_with_the_real_mdevctl() {
     let cfg = fs::read_to_string(dir.path().join(format!("etc/mdevctl.d/matrix/{NEW}"))).unwrap();
     assert!(cfg.contains("\"auto\""), "{cfg}");
 
-    // the seed's refused change, now against a real (simulated) active device
+    // the documented refused change (doc/ap-bus.md), now against a real (simulated) active device
     let o = run(dir.path(), &["ap", "set", "apmask=+2", "aqmask=+43"]);
     assert_eq!(o.status.code(), Some(9));
     let out = text(&o);

@@ -16,7 +16,7 @@
  * Output: one line per mode: result of the first call, mean and median and
  *         p90 microseconds per lookup over ITERATIONS calls (after 3 warm-ups), and the
  *         process's peak RSS so far (to show memory stays constant).
- * (virt-hostkit copy: adds maxrss_kb; otherwise as used for the spec's anchor figures.)
+ * (virt-hostkit copy: adds maxrss_kb; otherwise as used for the anchor figures in doc/nss.md.)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -6,7 +6,7 @@
 //! `.status`/`.macs` files), [`lookup`] (libvirt's matching rules, cache), [`order`] (the
 //! order and scope ids of forward answers), [`seen`] and [`neigh`] (running domains without a
 //! lease, by the neighbour table). The rules and
-//! the libvirt defects fixed here are in the project's spec (docs: README of this crate).
+//! the libvirt defects fixed here are in doc/nss.md.
 //!
 //! Bounds (the module runs inside sshd, sudo and systemd, and no lease file may make them
 //! wait): a forward lookup answers at most [`lookup::MAX_ANSWERS`] (256) addresses, the

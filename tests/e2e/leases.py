@@ -3,7 +3,7 @@
 
 The end-to-end tests compare what `getent` answers through the NSS module with what
 libvirt's own files say, read here with Python's json parser and the matching rules of
-the spec (nss-libvirt-guest: live = expiry-time 0 or >= now; hostname and domain names
+doc/nss.md (nss-libvirt-guest: live = expiry-time 0 or >= now; hostname and domain names
 compared ASCII case-insensitively; MACs case-insensitively).
 
   leases.py DIR hostname NAME [4|6|any]   addresses leased to DHCP hostname NAME

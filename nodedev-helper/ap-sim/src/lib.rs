@@ -2,8 +2,9 @@
 //! cards, queues and their driver binding, the `matrix` mdev parent, mdevs and their
 //! attributes), usable in-process ([`Sim`]) and mounted as a real filesystem over FUSE
 //! ([`mount`]) so that unmodified programs — mdevctl, shell `echo -2 > apmask`, our binaries —
-//! see a live sysfs, optionally with udev's netlink events ([`uevent`], [`netlink`]). See
-//! README.md for the layout and the kernel behaviours it pins.
+//! see a live sysfs, optionally with udev's netlink events ([`uevent`], [`netlink`]). What it
+//! simulates is described in doc/ap-bus.md; README.md has the layout and the kernel behaviours
+//! it pins.
 
 pub mod fuse;
 pub mod mask;

@@ -1,4 +1,4 @@
-//! Each kernel behaviour of spec/ap.md "Kernel sysfs", pinned against the in-process model.
+//! Each kernel behaviour of doc/ap-bus.md, pinned against the in-process model.
 
 use ap_sim::{Driver, HostConfig, Kind, Mask, Sim};
 
