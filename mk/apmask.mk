@@ -5,8 +5,8 @@
 #                       and the AP simulator mounted over FUSE (root); the rest of the
 #                       ap/passthrough tests run in `cargo test`
 #   make demo-crypto    the walkthrough on the FUSE-mounted AP simulator (root): inventory, the
-#                       documentation's mask examples (doc/ap-bus.md), passthrough to a guest definition through the
-#                       real mdevctl, a refused conflicting change, removal
+#                       documentation's mask examples (doc/ap-bus.md), passthrough to a guest
+#                       definition through the real mdevctl, a refused conflicting change, removal
 CHECK_TARGETS += check-apmask
 DEMO_TARGETS  += demo-crypto
 

@@ -1,5 +1,5 @@
-# AP bus simulator (doc/ap-bus.md is what it simulates): the FUSE-mounted simulator driven by unmodified programs — the
-# shell, Debian's mdevctl 1.2 (private mount namespace) and mdevctl 1.4.0 (MDEVCTL_ENV_ROOT).
+# AP bus simulator (what it simulates: doc/ap-bus.md): the FUSE-mounted simulator driven by
+# unmodified programs — the shell, Debian's mdevctl 1.2 (private mount namespace) and mdevctl 1.4.0 (MDEVCTL_ENV_ROOT).
 # These tests need root and /dev/fuse, so `cargo test` lists them as ignored and this target
 # runs them. The in-process model's tests run in plain `cargo test`.
 #

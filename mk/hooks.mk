@@ -1,5 +1,5 @@
-# Hooks that fire by themselves (doc/hooks.md, doc/mdevctl.md): the libvirt qemu hook, the mdevctl callout and the
-# udev rule that fixes mdevctl auto-start on Debian/Ubuntu. hooks/README.md explains each file.
+# Hooks that fire by themselves (doc/hooks.md, doc/mdevctl.md): the libvirt qemu hook, the
+# mdevctl callout and the udev rule that fixes mdevctl auto-start on Debian/Ubuntu. hooks/README.md explains each file.
 #
 #   make install-hooks DESTDIR=...   (part of make install) wrappers with $(SBINDIR) filled in
 #   make check-hooks                 install into a temp DESTDIR and check the result, udev

@@ -18,7 +18,8 @@ fn main() {
 
 /// Link the unwinder (libgcc_eh.a) into the .so instead of depending on libgcc_s.so.1:
 /// one object fewer for the dynamic loader to find, map and relocate when glibc dlopens
-/// the module in every process that resolves a name (one-shot lookups: doc/nss.md, "Performance anchor"). std
+/// the module in every process that resolves a name (one-shot lookups: doc/nss.md, "Performance
+/// anchor"). std
 /// asks for `-lgcc_s`; a linker script of that name in a directory searched first makes
 /// it `-lgcc_eh`, found on the target compiler's own search path (cross builds too).
 /// catch_unwind at the C boundary works the same with either (tests/ffi.rs panics).

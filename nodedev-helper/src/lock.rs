@@ -2,8 +2,8 @@
 //!
 //! chzdev, lszdev and s390-tools' mdevctl callout `ap-check` serialise changes to the AP
 //! configuration (masks, vfio_ap mdevs) with a PID lock file (s390-tools `libutil/
-//! util_lockfile.c`, doc/s390-tools.md "The shared lock"). We speak exactly the same protocol so that our
-//! callout and theirs, and chzdev, exclude each other:
+//! util_lockfile.c`, doc/s390-tools.md "The shared lock"). We speak exactly the same protocol
+//! so that our callout and theirs, and chzdev, exclude each other:
 //!
 //! - take: write `"<pid>\n"` to a temporary file in the same directory, then `link(2)` it to
 //!   the lock path; the link either succeeds atomically or fails with EEXIST. (s390-tools names

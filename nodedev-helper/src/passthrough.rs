@@ -1,7 +1,8 @@
 //! `nodedev-helper passthrough`: give crypto domains to a KVM guest in one command, or take
 //! them back.
 //!
-//! The six manual steps of doc/ap-bus.md ("The workflow this serves") — identify, take the APQNs from the host, create the mediated
+//! The six manual steps of doc/ap-bus.md ("The workflow this serves") — identify, take the
+//! APQNs from the host, create the mediated
 //! device, assign, attach, verify — plus persistence (`chzdev -t ap`, `start: auto`) become:
 //!
 //! 1. preflight, changing nothing: ids, card hwtype (vfio_ap needs CEX4 = hwtype 10 or newer),

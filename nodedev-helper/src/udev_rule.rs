@@ -2,7 +2,8 @@
 //!
 //! chzdev (s390-tools) stores `chzdev -t ap apmask=… aqmask=…` as a udev rule that writes the
 //! masks when the kernel reports the first complete AP bus binding after boot, then loads
-//! `vfio_ap` (doc/s390-tools.md, "The persistent rule"). Only masks that were set persistently get an `ATTR`
+//! `vfio_ap` (doc/s390-tools.md, "The persistent rule"). Only masks that were set persistently
+//! get an `ATTR`
 //! line; a mask without one keeps the kernel's boot default. We write byte-for-byte what chzdev
 //! writes, so chzdev/lszdev and ap-check read our file, and we read theirs.
 //!

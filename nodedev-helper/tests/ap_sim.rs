@@ -104,7 +104,8 @@ fn the_kernel_accepts_what_ap_set_writes() {
 
 #[test]
 fn the_kernel_refuses_what_we_call_a_conflict() {
-    // the documented refused `apmask=+2` (doc/ap-bus.md) while an mdev holds 2.43: the kernel says EBUSY for the
+    // the documented refused `apmask=+2` (doc/ap-bus.md) while an mdev holds 2.43: the kernel
+    // says EBUSY for the
     // very change our plan reports as a conflict
     let sim = Sim::new(&HostConfig::example()).unwrap();
     sim.write("/sys/bus/ap/apmask", b"-2").unwrap();

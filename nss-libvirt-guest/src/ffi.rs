@@ -7,7 +7,8 @@
 //! of the answer, fails with `ERANGE` + `NETDB_INTERNAL` before writing anything when the caller's buffer is too small (glibc
 //! then retries with a larger one; libvirt's module returns ENOMEM here, which makes
 //! getaddrinfo fail for names with many addresses), fills the buffer, and maps the outcome
-//! to (status, `*errnop`, `*h_errnop`) as in doc/nss.md's table ("Return conventions"). A panic is caught and
+//! to (status, `*errnop`, `*h_errnop`) as in doc/nss.md's table ("Return conventions"). A panic
+//! is caught and
 //! reported as UNAVAIL; `errno` is restored before `*errnop` is written (glibc passes
 //! `&errno` as `errnop`), so it is unchanged on success.
 
