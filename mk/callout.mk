@@ -4,8 +4,9 @@
 #                        Debian's 1.2.0 (private mount namespace, root), mdevctl start over the
 #                        FUSE-mounted AP simulator (root, /dev/fuse), then the fuzz target for
 #                        the device JSON built and run briefly
-#   make bench-callout   whole-process callout latency (1,000 autostart configs, 200 active
-#                        mdevs) for pre define / pre start, beside a bare process spawn
+#   make bench-callout   whole-process latency of the installed callout (1,000 autostart configs,
+#                        200 active mdevs) for pre define / pre start, beside a bare process
+#                        spawn, against ap-check's work (anchors, or AP_CHECK_BIN measured)
 DEPS_GROUPS   += callout
 CARGO_TOOLS   += cargo-fuzz
 CHECK_TARGETS += check-callout
@@ -29,8 +30,10 @@ check-callout: mdevctl-1.4
 fuzz-callout:
 	@$(call fuzz_run,nodedev-helper,$(CALLOUT_FUZZ_SECONDS))
 
-# The dedicated executable (what mdevctl should run), then `nodedev-helper callout` for
-# comparison (same code, but the binary links libvirt for `passthrough`).
+# What mdevctl runs: the file `make install` puts in its callout directory (00-nodedev-helper,
+# a link to nodedev-helper-callout), installed into a scratch DESTDIR and spawned as mdevctl
+# spawns it. AP_CHECK_BIN=/path/to/ap-check measures s390-tools' ap-check in the same loop.
 bench-callout:
-	python3 nodedev-helper/tests/callout_bench.py $(RELEASE_DIR)/nodedev-helper-callout
-	python3 nodedev-helper/tests/callout_bench.py $(RELEASE_DIR)/nodedev-helper 100
+	@d=$$(mktemp -d /tmp/bench-callout.XXXXXX); trap 'rm -rf "$$d"' EXIT; \
+	$(MAKE) --no-print-directory install-bins install-hooks DESTDIR=$$d HOOKS_MDEVCTL_UDEV_FIX=no >/dev/null; \
+	python3 nodedev-helper/tests/callout_bench.py $$d$(MDEVCTL_LIB_CALLOUTS)/00-nodedev-helper

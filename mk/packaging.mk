@@ -147,7 +147,9 @@ check-packages: $(if $(filter head,$(PKG_TREE)),,release)
 	    >$(DEBROOT)-$$a.bg.log 2>&1 & bg=$$!; \
 	  $(MAKE) --no-print-directory deb DEB_ARCH=$$a; c1=$$(date +%s); \
 	  wait $$bg || { cat $(DEBROOT)-$$a.bg.log >&2; exit 1; }; c2=$$(date +%s); cat $(DEBROOT)-$$a.bg.log; \
-	  packaging/tests/deb-smoke.sh $(DEBROOT)-$$a $(PKG_OUT)/deb/$$a; c3=$$(date +%s); \
+	  s390t=""; if [ "$$a" = s390x ]; then $(MAKE) --no-print-directory s390-tools; \
+	    s390t=$$(ls $(S390TOOLS_DIR)/apt/debs/s390-tools_*_s390x.deb); fi; \
+	  packaging/tests/deb-smoke.sh $(DEBROOT)-$$a $(PKG_OUT)/deb/$$a $$s390t; c3=$$(date +%s); \
 	  $(MAKE) --no-print-directory check-rpm RPM_ARCH=$$a; c4=$$(date +%s); \
 	  cross="$$cross, $$a: cross deb+lintian $$((c1 - c0)) s ($$(tail -n1 $(DEBROOT)-$$a.bg.log) alongside, then waited $$((c2 - c1)) s), deb install+use under qemu $$((c3 - c2)) s, rpm+rpmlint+rpm --root $$((c4 - c3)) s"; \
 	done; t5=$$(date +%s); \

@@ -7,8 +7,9 @@
 //! first script answering anything but 2 owns the device type.
 //!
 //! What we answer:
-//! - `get capabilities`: the v2 handshake (mdevctl ≥ 1.3), so mdevctl calls us for `live`;
-//!   mdevctl 1.2 never asks and uses us unversioned, which works the same.
+//! - `get capabilities`: the v2 handshake (mdevctl ≥ 1.3): what mdevctl offers intersected
+//!   with what we handle (so mdevctl calls us for `live`); mdevctl 1.2 never asks and uses us
+//!   unversioned, which works the same.
 //! - `pre define|modify`: the device's values, conflicts with other auto-start configs and
 //!   the persistent AP masks (errors for `start: auto`, warnings for manual devices), like
 //!   ap-check, plus range, hwtype and active-device checks it lacks.
@@ -409,8 +410,76 @@ pub fn attributes(root: &Root, uuid: &str) -> Result<Option<String>, CalloutErro
     Ok(mdev::read_active(root, uuid)?.map(|a| mdev::attrs_json(&a.matrix.to_attrs())))
 }
 
-/// The v2 capabilities answer (mdevctl ≥ 1.3 `get capabilities`).
-pub const CAPABILITIES: &str = r#"{"supports":{"version":2,"actions":["start","stop","define","undefine","modify","attributes","capabilities"],"events":["pre","post","notify","get","live"]}}"#;
+/// The actions and events this callout handles, in mdevctl's v2 vocabulary.
+pub const SUPPORTED_ACTIONS: &[&str] = &[
+    "start",
+    "stop",
+    "define",
+    "undefine",
+    "modify",
+    "attributes",
+    "capabilities",
+];
+pub const SUPPORTED_EVENTS: &[&str] = &["pre", "post", "notify", "get", "live"];
+/// The callout protocol version we speak.
+pub const PROTOCOL_VERSION: u64 = 2;
+
+/// `get capabilities` (mdevctl ≥ 1.3): stdin is what mdevctl offers,
+/// `{"provides":{"version":2,"actions":[...],"events":[...]}}`; the answer is what both sides
+/// support, `{"supports":{"version":V,"actions":[...],"events":[...]}}` — the intersection,
+/// in our order, at the lower of the two versions, as ap-check answers. An empty or
+/// malformed stdin is an error (exit 1), as in ap-check: a callout must not claim actions its
+/// caller never offered.
+pub fn capabilities(stdin: &[u8]) -> Result<String, String> {
+    if stdin.trim_ascii().is_empty() {
+        return Err(
+            "get capabilities: stdin is empty (mdevctl sends {\"provides\":{\"version\":...,\"actions\":[...],\"events\":[...]}})"
+                .into(),
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(stdin)
+        .map_err(|e| format!("get capabilities: stdin is not JSON: {e}"))?;
+    let Some(provides) = v.get("provides").and_then(|p| p.as_object()) else {
+        return Err("get capabilities: stdin has no \"provides\" object".into());
+    };
+    let offered = |key: &str| -> Result<Vec<String>, String> {
+        match provides.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_str().map(str::to_string).ok_or_else(|| {
+                        format!("get capabilities: provides.{key} holds a non-string: {x}")
+                    })
+                })
+                .collect(),
+            Some(other) => Err(format!(
+                "get capabilities: provides.{key} is not a list: {other}"
+            )),
+        }
+    };
+    let (actions, events) = (offered("actions")?, offered("events")?);
+    let version = match provides.get("version") {
+        None => PROTOCOL_VERSION,
+        Some(x) => x
+            .as_u64()
+            .ok_or_else(|| format!("get capabilities: provides.version is not a number: {x}"))?
+            .min(PROTOCOL_VERSION),
+    };
+    let both = |ours: &[&str], theirs: &[String]| -> Vec<String> {
+        ours.iter()
+            .filter(|o| theirs.iter().any(|t| t == *o))
+            .map(|o| o.to_string())
+            .collect()
+    };
+    // built by hand so that "version" comes first, as in ap-check's answer
+    let list = |v: Vec<String>| serde_json::Value::from(v).to_string();
+    Ok(format!(
+        r#"{{"supports":{{"version":{version},"actions":{},"events":{}}}}}"#,
+        list(both(SUPPORTED_ACTIONS, &actions)),
+        list(both(SUPPORTED_EVENTS, &events))
+    ))
+}
 
 fn lock_wait() -> Duration {
     crate::root::env(LOCK_WAIT_ENV)
@@ -467,11 +536,16 @@ pub fn run_invocation(
         let _ = err.write_all(s.as_bytes());
     };
     match (inv.event.as_str(), inv.action.as_str()) {
-        ("get", "capabilities") => {
-            let _ = stdin();
-            let _ = writeln!(out, "{CAPABILITIES}");
-            Ok(Exit::Ok as i32)
-        }
+        ("get", "capabilities") => match capabilities(&stdin()) {
+            Ok(answer) => {
+                let _ = writeln!(out, "{answer}");
+                Ok(Exit::Ok as i32)
+            }
+            Err(msg) => {
+                say(err, &format!("{msg}\n"));
+                Ok(Exit::Rejected as i32)
+            }
+        },
         ("get", "attributes") => {
             // mdevctl asks during `define` of an active device, between our pre (which took
             // the lock for it) and post: then the lock is already ours to use.

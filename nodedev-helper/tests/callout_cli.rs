@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 use support::*;
@@ -30,7 +31,10 @@ fn capabilities_handshake_is_version_2() {
         "get",
         "capabilities",
         U1,
-        Some(r#"{"provides":{"version":2}}"#),
+        // what mdevctl 1.4 sends (its CalloutVersion::V_2)
+        Some(
+            r#"{"provides":{"version":2,"actions":["start","stop","define","undefine","modify","attributes","capabilities"],"events":["pre","post","notify","get","live"]}}"#,
+        ),
     );
     assert_eq!(code(&o), 0, "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -43,6 +47,39 @@ fn capabilities_handshake_is_version_2() {
         .collect();
     assert!(events.contains(&"live"), "{events:?}");
     golden("callout/capabilities.json", &text(&o.stdout));
+
+    // the answer is the intersection: nothing mdevctl did not offer, at its version
+    let o = callout(
+        &h,
+        "get",
+        "capabilities",
+        U1,
+        Some(
+            r#"{"provides":{"version":1,"actions":["start","define","rename"],"events":["pre","get"]}}"#,
+        ),
+    );
+    assert_eq!(code(&o), 0, "{o:?}");
+    assert_eq!(
+        text(&o.stdout),
+        "{\"supports\":{\"version\":1,\"actions\":[\"start\",\"define\"],\"events\":[\"pre\",\"get\"]}}\n"
+    );
+    // an empty or malformed stdin is an error, as in ap-check
+    for bad in [
+        "",
+        "  \n",
+        "{}",
+        "[1]",
+        "{\"provides\":{\"actions\":\"start\"}}",
+        "nope",
+    ] {
+        let o = callout(&h, "get", "capabilities", U1, Some(bad));
+        assert_eq!(code(&o), 1, "{bad:?}: {o:?}");
+        assert!(o.stdout.is_empty(), "{bad:?}: {o:?}");
+        assert!(
+            text(&o.stderr).starts_with("get capabilities: "),
+            "{bad:?}: {o:?}"
+        );
+    }
 }
 
 #[test]
@@ -536,7 +573,8 @@ fn live_modify_writes_ap_config_after_checking() {
 #[test]
 fn installed_under_another_name_it_is_the_callout_and_honours_mdevctl_env_root() {
     let h = Host::for_callout();
-    let link = h.install_callout("usr/lib/mdevctl/scripts.d/callouts");
+    // nodedev-helper itself under the installed name is the callout too
+    let link = h.install_callout_to("usr/lib/mdevctl/scripts.d/callouts", Path::new(BIN));
     h.active(U1, &[(2, 43)], &[]);
     let o = run(
         Command::new(&link)

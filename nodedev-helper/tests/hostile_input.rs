@@ -274,7 +274,9 @@ fn only_the_installed_names_make_the_binary_the_callout() {
     ] {
         let p = dir.join(name);
         fs::copy(BIN, &p).unwrap();
-        let o = bounded(Command::new(&p).args(args), Vec::new(), 20);
+        // what mdevctl offers on stdin (an empty stdin is an error for the handshake)
+        let provides = br#"{"provides":{"version":2,"actions":["capabilities"],"events":["get"]}}"#;
+        let o = bounded(Command::new(&p).args(args), provides.to_vec(), 20);
         let out = text(&o.stdout);
         assert_eq!(out.contains("\"supports\""), callout, "{name}: {o:?}");
         if !callout {

@@ -1,12 +1,14 @@
 #!/bin/bash
-# deb-smoke.sh PRISTINE_ROOT DEB_DIR -- install the built .debs with apt into a copy of a
+# deb-smoke.sh PRISTINE_ROOT DEB_DIR [S390_TOOLS_DEB] -- install the built .debs with apt into a copy of a
 # debootstrapped Debian 12 root and use them there: resolve a guest from a fixture lease
 # directory through the installed NSS module with getent, run nodedev-helper --help, open the
 # man pages. Everything happens in a private mount namespace on a throw-away copy; the host's
 # /etc and /var/lib/libvirt are never touched. A foreign root (s390x .debs in an s390x root)
 # runs its programs under qemu-user: packaging/s390x/userns-binfmt.sh, all system ids mapped.
+# With S390_TOOLS_DEB (Debian's s390-tools for the root's architecture), it is installed next to
+# ours: dpkg must find no file both packages ship, and both must keep their files.
 set -euo pipefail
-pristine=$1 debs=$2
+pristine=$1 debs=$2 s390_tools_deb=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$pristine.work
 rm -rf "$work"; cp -a "$pristine" "$work"
@@ -79,5 +81,32 @@ for p in nodedev-helper storage-align nss-libvirt-guest; do
   out=$(in_root env MANWIDTH=80 man -P cat 8 "$p" 2>/dev/null) || true
   grep -q "^NAME" <<<"$out" && ok "man 8 $p renders ($(wc -l <<<"$out") lines)" || bad "man 8 $p"
 done
+# Coexistence with s390-tools (packaging/README.md): sid's s390-tools needs a newer glibc than
+# this bookworm root, so it is unpacked without its dependencies (dpkg --unpack
+# --force-depends); dpkg still refuses any file another package owns, which is the question.
+if [ -n "$s390_tools_deb" ]; then
+  cp "$s390_tools_deb" "$work/tmp/"
+  v=$(dpkg-deb -f "$s390_tools_deb" Version)
+  if in_root dpkg --unpack --force-depends "/tmp/$(basename "$s390_tools_deb")" >"$work/tmp/s390-tools.log" 2>&1; then
+    ok "s390-tools $v unpacked next to ours: dpkg found no file both ship"
+  else
+    tail -n 20 "$work/tmp/s390-tools.log" >&2; bad "dpkg --unpack s390-tools $v next to ours"
+  fi
+  shared=$(in_root sh -c 'dpkg -L s390-tools | sort -u > /tmp/a; for p in $(dpkg-query -W -f "\${Package}\n" "virt-hostkit-*"); do dpkg -L $p; done | sort -u > /tmp/b; comm -12 /tmp/a /tmp/b | while read -r f; do [ -d "$f" ] || echo "$f"; done') || true
+  [ -z "$shared" ] && ok "no file is listed by both s390-tools and virt-hostkit" || bad "files in both: $shared"
+  for f in usr/sbin/chzdev usr/sbin/lszdev usr/sbin/nodedev-helper usr/sbin/nodedev-helper-callout; do
+    [ -x "$work/$f" ] && ok "/$f present with both installed" || bad "/$f missing with both installed"
+  done
+  for d in usr/lib/mdevctl/scripts.d/callouts etc/mdevctl.d/scripts.d/callouts; do
+    first=$(LC_ALL=C ls "$work/$d" 2>/dev/null | head -n1)
+    target=$(readlink "$work/$d/$first" 2>/dev/null) || target=
+    case "$target" in /*) target=$work$target;; ?*) target=$work/$d/$target;; esac
+    if [ "$first" = 00-nodedev-helper ] && [ -x "$target" ]; then
+      ok "/$d: 00-nodedev-helper sorts first and runs nodedev-helper-callout ($(LC_ALL=C ls "$work/$d" | tr '\n' ' '))"
+    else bad "/$d: first callout is '$first' -> '$target'"; fi
+  done
+  in_root /usr/sbin/nodedev-helper --help >/dev/null && ok "nodedev-helper --help with s390-tools installed" \
+    || bad "nodedev-helper --help with s390-tools installed"
+fi
 echo "deb-smoke: $passed passed, $skipped SKIPPED, $([ $fail = 0 ] && echo 0 || echo some) failed"
 exit $fail

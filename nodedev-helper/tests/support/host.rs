@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use nodedev_helper::apmask::Mask;
 
-use super::{BIN, FULL, mask_without};
+use super::{BIN, CALLOUT_BIN, FULL, mask_without};
 
 pub struct Host {
     pub dir: tempfile::TempDir,
@@ -225,12 +225,17 @@ RUN{{builtin}}+=\"kmod load vfio_ap\"\n\nLABEL=\"end_ap\"\n"
         );
     }
 
-    /// Installs our binary into one of mdevctl's callout dirs under the name hooks/ uses.
+    /// Installs the callout into mdevctl's callout dir as `make install` does: a link named
+    /// `00-nodedev-helper` to the `nodedev-helper-callout` executable.
     pub fn install_callout(&self, dir: &str) -> PathBuf {
-        let p = self.path(dir).join("nodedev-helper-callout");
+        self.install_callout_to(dir, Path::new(CALLOUT_BIN))
+    }
+    /// The same link, to any target (a missing one: the package was removed).
+    pub fn install_callout_to(&self, dir: &str, target: &Path) -> PathBuf {
+        let p = self.path(dir).join("00-nodedev-helper");
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         let _ = fs::remove_file(&p);
-        symlink(BIN, &p).unwrap();
+        symlink(target, &p).unwrap();
         p
     }
 }

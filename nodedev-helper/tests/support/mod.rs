@@ -24,6 +24,8 @@ use nodedev_helper::apmask::Mask;
 pub use host::Host;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nodedev-helper");
+/// The executable `make install` links into mdevctl's callout directories.
+pub const CALLOUT_BIN: &str = env!("CARGO_BIN_EXE_nodedev-helper-callout");
 pub const TYPE: &str = "vfio_ap-passthrough";
 pub const FULL: &str = "0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
