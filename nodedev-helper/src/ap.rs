@@ -245,9 +245,9 @@ fn recover(root: &Root, a: &RecoverArgs) -> anyhow::Result<i32> {
 // ---------------------------------------------------------------------------------------
 // show
 
-/// lszdev's table: attribute, active, persistent (`-` = no persistent setting).
-pub fn render_show(s: &MaskState, rule: &std::path::Path) -> String {
-    let rows = [
+/// Each mask's row as lszdev quotes it: name, active, persistent (`-` = no setting).
+fn quoted_rows(s: &MaskState) -> [(&'static str, String, String); 2] {
+    [
         (
             "apmask",
             quoted(Some(s.active.apmask)),
@@ -258,7 +258,12 @@ pub fn render_show(s: &MaskState, rule: &std::path::Path) -> String {
             quoted(Some(s.active.aqmask)),
             quoted(s.persistent.aqmask),
         ),
-    ];
+    ]
+}
+
+/// lszdev's table: attribute, active, persistent (`-` = no persistent setting).
+pub fn render_show(s: &MaskState, rule: &std::path::Path) -> String {
+    let rows = quoted_rows(s);
     let w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(11) + 4;
     let mut out = format!("{:<11}{:<w$}{}\n", "ATTRIBUTE", "ACTIVE", "PERSISTENT");
     for (name, a, p) in rows {
@@ -297,18 +302,11 @@ pub fn render_lszdev(s: &MaskState, bus_present: bool) -> String {
         let _ = writeln!(out, "  {k:<19}: {v}");
     }
     out.push('\n');
+    let [ap, aq] = quoted_rows(s);
     let rows = [
         ("ATTRIBUTE", "ACTIVE".to_string(), "PERSISTENT".to_string()),
-        (
-            "apmask",
-            quoted(Some(s.active.apmask)),
-            quoted(s.persistent.apmask),
-        ),
-        (
-            "aqmask",
-            quoted(Some(s.active.aqmask)),
-            quoted(s.persistent.aqmask),
-        ),
+        ap,
+        aq,
     ];
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0) + 2;
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0) + 2;
@@ -595,14 +593,7 @@ fn list(root: &Root, json: bool) -> anyhow::Result<i32> {
     for w in &bad {
         eprintln!("{}", vfio_ap::warning(w));
     }
-    let owners = inventory::owners(
-        &cards,
-        &state.active.apmask,
-        &state.active.aqmask,
-        (&eff.masks.apmask, &eff.masks.aqmask),
-        &active,
-        &defined,
-    );
+    let owners = inventory::owners(&cards, &state.active, &eff.masks, &active, &defined);
     if json {
         let j = serde_json::json!({
             "cards": cards.iter().map(|c| serde_json::json!({
@@ -627,9 +618,9 @@ pub fn render_list(cards: &[inventory::Card], owners: &[inventory::ApqnOwner]) -
             format!("{:02x}", c.adapter),
             c.hwtype,
             if c.vfio_ap_capable() {
-                "yes"
+                "yes".to_string()
             } else {
-                "no (hwtype < 10)"
+                format!("no (hwtype < {})", vfio_ap::MIN_HWTYPE)
             },
             c.queues.len()
         );

@@ -11,10 +11,11 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::apmask::{Apqn, Mask};
+use crate::apmask::Apqn;
 use crate::mdev::{self, ActiveMdev, DefinedMdev};
 use crate::root::Root;
 use crate::sysfs::{self, HostError};
+use crate::vfio_ap::Masks;
 
 pub use crate::mdev::VFIO_AP_TYPE;
 
@@ -141,9 +142,8 @@ pub struct ApqnOwner {
 /// The complete ownership map: every present queue and every APQN some mdev mentions.
 pub fn owners(
     cards: &[Card],
-    apmask: &Mask,
-    aqmask: &Mask,
-    persistent: (&Mask, &Mask),
+    masks: &Masks,
+    persistent: &Masks,
     active: &[ActiveMdev],
     defined: &[DefinedMdev],
 ) -> Vec<ApqnOwner> {
@@ -151,19 +151,14 @@ pub fn owners(
     fn entry<'a>(
         map: &'a mut BTreeMap<Apqn, ApqnOwner>,
         q: Apqn,
-        apmask: &Mask,
-        aqmask: &Mask,
+        masks: &Masks,
     ) -> &'a mut ApqnOwner {
         map.entry(q).or_insert_with(|| ApqnOwner {
             apqn: q.to_string(),
             adapter: q.adapter,
             domain: q.domain,
             present: false,
-            owner: if q.host_owned(apmask, aqmask) {
-                "host"
-            } else {
-                "vfio_ap"
-            },
+            owner: if masks.keep(q) { "host" } else { "vfio_ap" },
             active_mdev: None,
             defined_for: Vec::new(),
             problems: Vec::new(),
@@ -171,12 +166,12 @@ pub fn owners(
     }
     for c in cards {
         for (d, _) in &c.queues {
-            entry(&mut map, Apqn::new(c.adapter, *d), apmask, aqmask).present = true;
+            entry(&mut map, Apqn::new(c.adapter, *d), masks).present = true;
         }
     }
     for m in active {
         for q in &m.apqns() {
-            let e = entry(&mut map, *q, apmask, aqmask);
+            let e = entry(&mut map, *q, masks);
             if let Some(other) = &e.active_mdev {
                 e.problems.push(format!(
                     "assigned to two active mdevs: {other} and {}",
@@ -189,18 +184,18 @@ pub fn owners(
     }
     for d in defined {
         for q in d.apqns() {
-            let e = entry(&mut map, q, apmask, aqmask);
+            let e = entry(&mut map, q, masks);
             e.defined_for
                 .push((d.uuid.clone(), if d.autostart { "auto" } else { "manual" }));
         }
     }
     for (q, e) in map.iter_mut() {
         let defined: Vec<&(String, &str)> = e.defined_for.iter().collect();
-        if !defined.is_empty() && q.host_owned(apmask, aqmask) {
+        if !defined.is_empty() && masks.keep(*q) {
             e.problems
                 .push("defined for an mdev but owned by the host (active masks)".to_string());
         }
-        if !defined.is_empty() && q.host_owned(persistent.0, persistent.1) {
+        if !defined.is_empty() && persistent.keep(*q) {
             e.problems
                 .push("defined for an mdev but owned by the host (persistent masks)".to_string());
         }
@@ -228,6 +223,7 @@ pub fn owners(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apmask::Mask;
 
     fn card(adapter: u8, domains: &[u8]) -> Card {
         Card {
@@ -270,9 +266,14 @@ mod tests {
         ];
         let o = owners(
             &[card(2, &[43, 44]), card(3, &[1])],
-            &ap,
-            &full,
-            (&ap, &full),
+            &Masks {
+                apmask: ap,
+                aqmask: full,
+            },
+            &Masks {
+                apmask: ap,
+                aqmask: full,
+            },
             &active,
             &defs,
         );
