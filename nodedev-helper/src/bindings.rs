@@ -77,18 +77,32 @@ fn check_bindings(path: &std::path::Path, last: &mut String) -> Result<bool, Wai
     Ok(parsed.complete)
 }
 
+/// One round of a wait: reads `path`; the outcome when complete or past `deadline`, else how
+/// long to wait before the next round (at most `step`).
+fn round(
+    path: &std::path::Path,
+    last: &mut String,
+    deadline: Instant,
+    step: Duration,
+) -> Result<Result<WaitOutcome, Duration>, WaitError> {
+    if check_bindings(path, last)? {
+        return Ok(Ok(WaitOutcome::Complete(std::mem::take(last))));
+    }
+    let now = Instant::now();
+    if now >= deadline {
+        return Ok(Ok(WaitOutcome::TimedOut(std::mem::take(last))));
+    }
+    Ok(Err((deadline - now).min(step)))
+}
+
 /// Without a uevent source the attribute is read every 100 ms until complete or `deadline`.
 pub fn poll_bindings(path: &std::path::Path, deadline: Instant) -> Result<WaitOutcome, WaitError> {
     let mut last = String::new();
     loop {
-        if check_bindings(path, &mut last)? {
-            return Ok(WaitOutcome::Complete(last));
+        match round(path, &mut last, deadline, Duration::from_millis(100))? {
+            Ok(outcome) => return Ok(outcome),
+            Err(wait) => std::thread::sleep(wait),
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(WaitOutcome::TimedOut(last));
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
     }
 }
 
@@ -115,14 +129,10 @@ pub fn wait_with_monitor(
     use std::os::fd::AsRawFd;
     let mut last = String::new();
     loop {
-        if check_bindings(path, &mut last)? {
-            return Ok(WaitOutcome::Complete(last));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(WaitOutcome::TimedOut(last));
-        }
-        let wait = (deadline - now).min(Duration::from_secs(1));
+        let wait = match round(path, &mut last, deadline, Duration::from_secs(1))? {
+            Ok(outcome) => return Ok(outcome),
+            Err(wait) => wait,
+        };
         let mut pfd = libc::pollfd {
             fd: socket.as_raw_fd(),
             events: libc::POLLIN,
