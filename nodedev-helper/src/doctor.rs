@@ -424,25 +424,37 @@ fn callout_order(root: &Root) -> Check {
             reinstall,
         );
     }
-    // the wrappers exec the callout binary: it must be there
+    // the callout must reach the binary: `make install` links it (a link is resolved below
+    // the root, absolute or relative); a wrapper script names it in its `exec` line
     for (p, _) in order.iter().filter(|(_, o)| *o) {
-        let Ok(Some(text)) = sysfs::read_optional(p) else {
-            continue;
+        let (target, resolved) = if let Ok(link) = fs::read_link(p) {
+            let resolved = if link.is_absolute() {
+                root.path(&link)
+            } else {
+                p.parent().unwrap_or(Path::new("/")).join(&link)
+            };
+            (link.display().to_string(), resolved)
+        } else {
+            let Ok(Some(text)) = sysfs::read_optional(p) else {
+                continue;
+            };
+            let exec = text.lines().rev().find_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("exec ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .filter(|t| t.starts_with('/'))
+                    .map(str::to_string)
+            });
+            let Some(t) = exec else { continue };
+            let resolved = root.path(&t);
+            (t, resolved)
         };
-        let target = text.lines().rev().find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("exec ")
-                .and_then(|rest| rest.split_whitespace().next())
-                .filter(|t| t.starts_with('/'))
-        });
-        if let Some(t) = target {
-            if !is_executable(&root.path(t)) {
-                return Check::problem(
-                    ID,
-                    format!("{} runs {t}, which is missing", shown(root, p)),
-                    reinstall,
-                );
-            }
+        if !is_executable(&resolved) {
+            return Check::problem(
+                ID,
+                format!("{} runs {target}, which is missing", shown(root, p)),
+                reinstall,
+            );
         }
     }
     Check::ok(

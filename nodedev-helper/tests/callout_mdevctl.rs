@@ -345,7 +345,7 @@ fn warnings_keep_mdevctl_working(v: Version) {
 /// and goes on as with a "not my type" answer (here: no other callout, so it accepts a device
 /// our callout would refuse), instead of failing every operation.
 fn a_dangling_callout_link_is_skipped(v: Version) {
-    let h = Host::new();
+    let h = Host::for_callout();
     let dir = match v {
         Version::V1_4 => "usr/lib/mdevctl/scripts.d/callouts",
         Version::V1_2 => {

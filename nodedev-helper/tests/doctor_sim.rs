@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use ap_sim::{HostConfig, Mounted};
@@ -18,13 +18,6 @@ const U1: &str = "6b7a2b2e-8f3c-4e2a-9d51-1c0c7a3b2e10";
 const U2: &str = "0d3c1a77-52b4-4c9e-8f0a-7e1d2c3b4a59";
 const U3: &str = "9a1f0e55-3c2d-4b6a-8e7f-0a1b2c3d4e5f";
 const TYPE: &str = "sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// chzdev's rule with adapters 2, 3 and domains 43, 44 given to vfio_ap (0xcf / ...e7ff...).
 fn rule(apmask: &str, aqmask: &str, kmod: bool) -> String {
@@ -87,20 +80,19 @@ impl Host {
         );
         symlink("/usr/bin/mdevctl", h.p("usr/sbin/mdevctl")).unwrap();
         symlink(BIN, h.p("usr/sbin/nodedev-helper-callout")).unwrap();
-        for (src, dst) in [
+        // the callout links as `make install` makes them (relative in /usr, absolute in /etc)
+        for (link, target) in [
             (
-                "hooks/mdevctl/nodedev-helper-usr",
                 "usr/lib/mdevctl/scripts.d/callouts/00-nodedev-helper",
+                "../../../../sbin/nodedev-helper-callout",
             ),
             (
-                "hooks/mdevctl/nodedev-helper-etc",
                 "etc/mdevctl.d/scripts.d/callouts/00-nodedev-helper",
+                "/usr/sbin/nodedev-helper-callout",
             ),
         ] {
-            let t = fs::read_to_string(repo().join(src))
-                .unwrap()
-                .replace("@SBINDIR@", "/usr/sbin");
-            h.w(dst, &t);
+            fs::create_dir_all(h.p(link).parent().unwrap()).unwrap();
+            symlink(target, h.p(link)).unwrap();
         }
         fs::write(h.p("sys/bus/ap/apmask"), "-2-3").unwrap();
         fs::write(h.p("sys/bus/ap/aqmask"), "-43-44").unwrap();
@@ -287,7 +279,7 @@ fn callout_missing_or_behind_ap_check() {
             .unwrap()
             .contains("ap-check")
     );
-    // the wrapper is there but the binary it runs is not
+    // the link is there but the binary it runs is not
     let h = Host::new();
     fs::remove_file(h.p("usr/sbin/nodedev-helper-callout")).unwrap();
     let (_, v) = h.json();
@@ -296,7 +288,7 @@ fn callout_missing_or_behind_ap_check() {
         check(&v, "callout")["message"]
             .as_str()
             .unwrap()
-            .contains("/usr/sbin/nodedev-helper-callout, which is missing")
+            .contains("nodedev-helper-callout, which is missing")
     );
 }
 
