@@ -13,6 +13,7 @@ use std::ffi::{CString, c_char, c_int, c_void};
 use std::net::{IpAddr, Ipv4Addr};
 use std::ptr;
 
+use common::abi::{Ghbn2, SUCCESS, TRYAGAIN};
 use common::{TempDir, cdylib, lease, now, write_atomic};
 use libc::{AF_INET, hostent};
 use nss_libvirt_guest::ffi::{self, GaihAddrtuple};
@@ -20,18 +21,9 @@ use nss_libvirt_guest::lookup::MAX_ANSWERS;
 use nss_libvirt_guest::work::{Work, work};
 
 const N: usize = 60_000;
-const SUCCESS: c_int = 1;
-const TRYAGAIN: c_int = -2;
 
-type Ghbn2 = unsafe extern "C" fn(
-    *const c_char,
-    c_int,
-    *mut hostent,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-) -> c_int;
+/// `gethostbyname4_r` with the module's own tuple type: the same entry point is also called
+/// in process through the rlib below.
 type Ghbn4 = unsafe extern "C" fn(
     *const c_char,
     *mut *mut GaihAddrtuple,

@@ -5,33 +5,15 @@
 
 mod common;
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::{CString, c_char, c_void};
 use std::fs;
 use std::net::Ipv4Addr;
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use common::abi::{Ghbn4, Tuple};
 use common::{TempDir, cdylib, lease, now, write_atomic};
-
-#[repr(C)]
-struct Tuple {
-    next: *mut Tuple,
-    name: *mut c_char,
-    family: c_int,
-    addr: [u32; 4],
-    scopeid: u32,
-}
-
-type Ghbn4 = unsafe extern "C" fn(
-    *const c_char,
-    *mut *mut Tuple,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-    *mut i32,
-) -> c_int;
 
 const GENERATIONS: u8 = 50;
 

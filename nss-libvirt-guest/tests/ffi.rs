@@ -11,86 +11,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::symlink;
 use std::ptr;
 
+use common::abi::{
+    Ghba, Ghba2, Ghbn, Ghbn2, Ghbn3, Ghbn4, HOST_NOT_FOUND, NETDB_INTERNAL, NO_DATA, NO_RECOVERY,
+    NOTFOUND, SUCCESS, TRYAGAIN, Tuple, UNAVAIL,
+};
 use common::{TempDir, cdylib, standard_fixture};
-use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent, socklen_t};
-
-const SUCCESS: c_int = 1;
-const NOTFOUND: c_int = 0;
-const UNAVAIL: c_int = -1;
-const TRYAGAIN: c_int = -2;
-const NETDB_INTERNAL: c_int = -1;
-const HOST_NOT_FOUND: c_int = 1;
-const NO_RECOVERY: c_int = 3;
-const NO_DATA: c_int = 4;
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Tuple {
-    next: *mut Tuple,
-    name: *mut c_char,
-    family: c_int,
-    addr: [u32; 4],
-    scopeid: u32,
-}
-
-type Ghbn = unsafe extern "C" fn(
-    *const c_char,
-    *mut hostent,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-) -> c_int;
-type Ghbn2 = unsafe extern "C" fn(
-    *const c_char,
-    c_int,
-    *mut hostent,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-) -> c_int;
-type Ghbn3 = unsafe extern "C" fn(
-    *const c_char,
-    c_int,
-    *mut hostent,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-    *mut i32,
-    *mut *mut c_char,
-) -> c_int;
-type Ghbn4 = unsafe extern "C" fn(
-    *const c_char,
-    *mut *mut Tuple,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-    *mut i32,
-) -> c_int;
-type Ghba = unsafe extern "C" fn(
-    *const c_void,
-    socklen_t,
-    c_int,
-    *mut hostent,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-) -> c_int;
-type Ghba2 = unsafe extern "C" fn(
-    *const c_void,
-    socklen_t,
-    c_int,
-    *mut hostent,
-    *mut c_char,
-    usize,
-    *mut c_int,
-    *mut c_int,
-    *mut i32,
-) -> c_int;
+use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent};
 
 struct Module {
     r: Ghbn,

@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod abi;
+
 /// The cdylib cargo built for this test run: `target/[<triple>/]<profile>/deps/`, beside the
 /// test executable. `cargo test` builds the library (both crate types) there but does not
 /// copy it up to `<profile>/` as `cargo build` does: the copy there is whatever the last
