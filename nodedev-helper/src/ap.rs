@@ -670,21 +670,15 @@ fn wait_bindings(root: &Root, timeout: f64) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
 
-    fn without(bit: u8) -> Mask {
-        let mut m = Mask::FULL;
-        m.clear(bit);
-        m
-    }
-
     #[test]
     fn show_table() {
         let s = MaskState {
             active: vfio_ap::Masks {
-                apmask: without(2),
+                apmask: Mask::FULL.without(2),
                 aqmask: Mask::FULL,
             },
             persistent: PersistentMasks {
-                apmask: Some(without(2)),
+                apmask: Some(Mask::FULL.without(2)),
                 aqmask: None,
             },
         };
@@ -704,7 +698,7 @@ mod tests {
     fn lszdev_layouts() {
         let s = MaskState {
             active: vfio_ap::Masks {
-                apmask: without(2),
+                apmask: Mask::FULL.without(2),
                 aqmask: Mask::FULL,
             },
             persistent: PersistentMasks::default(),

@@ -51,6 +51,10 @@ impl Mask {
         self.set(bit);
         self
     }
+    pub fn without(mut self, bit: u8) -> Self {
+        self.clear(bit);
+        self
+    }
 
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|&b| b == 0)

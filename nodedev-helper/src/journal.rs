@@ -244,12 +244,6 @@ pub fn interrupted(root: &Root) -> Result<Option<Interrupted>, HostError> {
 mod tests {
     use super::*;
 
-    fn without(bit: u8) -> Mask {
-        let mut m = Mask::FULL;
-        m.clear(bit);
-        m
-    }
-
     #[test]
     fn text_roundtrips_and_truncations_are_refused() {
         let j = Journal {
@@ -258,14 +252,14 @@ mod tests {
             active: Some((
                 Masks::FULL,
                 Masks {
-                    apmask: without(2),
-                    aqmask: without(43),
+                    apmask: Mask::FULL.without(2),
+                    aqmask: Mask::FULL.without(43),
                 },
             )),
             persistent: Some((
                 PersistentMasks::default(),
                 PersistentMasks {
-                    apmask: Some(without(2)),
+                    apmask: Some(Mask::FULL.without(2)),
                     aqmask: None,
                 },
             )),

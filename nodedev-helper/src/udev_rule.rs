@@ -203,16 +203,10 @@ pub fn write(root: &Root, m: &PersistentMasks) -> Result<(), RuleError> {
 mod tests {
     use super::*;
 
-    fn full_without(bit: u8) -> Mask {
-        let mut m = Mask::FULL;
-        m.clear(bit);
-        m
-    }
-
     #[test]
     fn render_is_chzdevs_format() {
         let m = PersistentMasks {
-            apmask: Some(full_without(2)),
+            apmask: Some(Mask::FULL.without(2)),
             aqmask: None,
         };
         let text = render(&m);
@@ -233,8 +227,8 @@ mod tests {
         for m in [
             PersistentMasks::default(),
             PersistentMasks {
-                apmask: Some(full_without(2)),
-                aqmask: Some(full_without(43)),
+                apmask: Some(Mask::FULL.without(2)),
+                aqmask: Some(Mask::FULL.without(43)),
             },
             PersistentMasks {
                 apmask: None,
@@ -295,7 +289,7 @@ mod tests {
         let root = Root::new(d.path());
         assert_eq!(read(&root).unwrap(), None);
         let m = PersistentMasks {
-            apmask: Some(full_without(2)),
+            apmask: Some(Mask::FULL.without(2)),
             aqmask: None,
         };
         write(&root, &m).unwrap();
