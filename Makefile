@@ -3,7 +3,7 @@
 #   make           build (debug, all targets); changes nothing outside the tree
 #   make demo      the main job: installs what it needs, builds, shows the product working
 #   make check     every test (installs what the tests need; CI runs exactly this)
-#   make bench     benchmarks, side by side with the tools we replace (installs what they need)
+#   make bench     benchmarks, side by side with the tools we replace (after make deps)
 #   make install DESTDIR=... PREFIX=/usr   (installs our files only, never a package)
 #
 # Each part adds itself in mk/<part>.mk by appending to the lists below; this file only
@@ -27,11 +27,11 @@ LIBDIR      ?= $(shell if [ -d /usr/lib64 ] && [ ! -e /etc/debian_version ]; the
 MANDIR      ?= $(PREFIX)/share/man
 SYSCONFDIR  ?= /etc
 
-# Who installs packages: only `make deps`, `make check`, `make demo`, `make bench` and the
-# check-*/demo-*/bench-* steps they run (each installs what it needs, also when run alone).
-# Every other target (build, release, install, deb, rpm, build-s390x, rig-up) only checks:
+# Who installs packages: only `make deps`, `make check`, `make demo` and the check-*/demo-*
+# steps they run (each installs what it needs, also when run alone). Every other target
+# (build, release, install, deb, rpm, build-s390x, rig-up, bench and its bench-* steps) only checks:
 # deps.sh --check names what is missing and the command that installs it, and changes nothing.
-deps check check-% demo demo-% bench bench-%: export INSTALL_DEPS := yes
+deps check check-% demo demo-%: export INSTALL_DEPS := yes
 DEPS_SH        = scripts/deps.sh $(if $(filter yes,$(INSTALL_DEPS)),,--check)
 CARGO_TOOLS_SH = scripts/cargo-tools.sh $(if $(filter yes,$(INSTALL_DEPS)),,--check)
 
@@ -113,7 +113,8 @@ demo: deps release
 	@for t in $(filter demo-nss,$(DEMO_TARGETS)) $(filter-out demo-nss,$(DEMO_TARGETS)); do \
 	  $(MAKE) --no-print-directory $$t; done
 
-bench: deps release
+bench: release
+	@$(DEPS_SH) build nss bench callout
 	@for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t; done
 
 install: release $(INSTALL_TARGETS)
