@@ -4,13 +4,13 @@
 //! Like systemd's NSS modules: each entry point converts its arguments, calls the safe
 //! [`crate::lookup`] (forward answers in [`crate::order`]'s order and form: IPv6 link-local
 //! addresses only in `gethostbyname4_r`, with their bridge's scope id), computes the size
-//! of the answer, fails with `ERANGE` + `NETDB_INTERNAL` before writing anything when the caller's buffer is too small (glibc
-//! then retries with a larger one; libvirt's module returns ENOMEM here, which makes
-//! getaddrinfo fail for names with many addresses), fills the buffer, and maps the outcome
-//! to (status, `*errnop`, `*h_errnop`) as in doc/nss.md's table ("Return conventions"). A panic
-//! is caught and
-//! reported as UNAVAIL; `errno` is restored before `*errnop` is written (glibc passes
-//! `&errno` as `errnop`), so it is unchanged on success.
+//! of the answer, fails with `ERANGE` + `NETDB_INTERNAL` before writing anything when the
+//! caller's buffer is too small (glibc then retries with a larger one; libvirt's module
+//! returns ENOMEM here, which makes getaddrinfo fail for names with many addresses), fills
+//! the buffer, and maps the outcome to (status, `*errnop`, `*h_errnop`) as in doc/nss.md's
+//! table ("Return conventions"). A panic is caught and reported as UNAVAIL; `errno` is
+//! restored before `*errnop` is written (glibc passes `&errno` as `errnop`), so it is
+//! unchanged on success.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int, c_void};
