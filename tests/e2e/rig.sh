@@ -303,22 +303,28 @@ config_id() {  # everything "up" was asked for; a running rig with another confi
   echo "$RIG_NAME|$RIG_NETWORK|$RIG_BRIDGE|$RIG_SUBNET|$RIG_FORWARD|$RIG_GUEST_NAME|$RIG_GUEST_MAC|$RIG_DOMAIN_MODE|$RIG_DOMAIN_NAME|$RIG_DOMAIN_HOSTNAME|$RIG_DOMAIN_MAC|$RIG_QEMU_KERNEL|$RIG_QEMU_INITRD|$RIG_QEMU_ACCEL|$RIG_NO_PING|$RIG_IPV6|$RIG_SUBNET6|$RIG_SSH|$RIG_HOOKS_DIR|$RIG_QEMU_HOOKS"
 }
 
+# healthy: 0 when the running rig is the one asked for and whole; otherwise 1, with the first
+# failed check in $UNHEALTHY (logged by "up", so a rebuild says why it happened)
 healthy() {
-  [ -s "$STATE" ] && mountpoint -q "$MNTNS" || return 1
-  if [ "$cmd" = up ] && [ "$(cat "$RIG_DIR/config-id" 2>/dev/null)" != "$(config_id)" ]; then return 1; fi
-  libvirtd_pid >/dev/null || return 1
-  local info; info=$(V net-info "$RIG_NETWORK" 2>/dev/null) || return 1   # (no pipe: pipefail+grep -q)
-  echo "$info" | grep -Eq '^Active:[[:space:]]+yes' || return 1
-  lease_ip "$RIG_GUEST_MAC" >/dev/null || return 1
+  UNHEALTHY=
+  [ -s "$STATE" ] && mountpoint -q "$MNTNS" || { UNHEALTHY="no state file or mount namespace"; return 1; }
+  if [ "$cmd" = up ] && [ "$(cat "$RIG_DIR/config-id" 2>/dev/null)" != "$(config_id)" ]; then
+    UNHEALTHY="configured differently"; return 1
+  fi
+  libvirtd_pid >/dev/null || { UNHEALTHY="libvirtd not running in the rig"; return 1; }
+  local info; info=$(V net-info "$RIG_NETWORK" 2>/dev/null) || { UNHEALTHY="virsh net-info failed"; return 1; }   # (no pipe: pipefail+grep -q)
+  echo "$info" | grep -Eq '^Active:[[:space:]]+yes' || { UNHEALTHY="network $RIG_NETWORK not active"; return 1; }
+  lease_ip "$RIG_GUEST_MAC" >/dev/null || { UNHEALTHY="no IPv4 lease for the guest"; return 1; }
   case "$RIG_DOMAIN_MODE" in
-    lxc|qemu) [ "$(V domstate "$RIG_DOMAIN_NAME" 2>/dev/null)" = running ] || return 1 ;;
+    lxc|qemu) [ "$(V domstate "$RIG_DOMAIN_NAME" 2>/dev/null)" = running ] || { UNHEALTHY="domain not running"; return 1; } ;;
   esac
   if [ "$RIG_DOMAIN_MODE" != none ]; then
-    lease_ip "$RIG_DOMAIN_MAC" >/dev/null && macs_has_domain || return 1
+    lease_ip "$RIG_DOMAIN_MAC" >/dev/null || { UNHEALTHY="no IPv4 lease for the domain"; return 1; }
+    macs_has_domain || { UNHEALTHY="domain not in $RIG_BRIDGE.macs"; return 1; }
   fi
   if [ "$IPV6" = 1 ]; then
-    lease_ip6 "$RIG_GUEST_MAC" >/dev/null || return 1
-    if domain_has_v6; then lease_ip6 "$RIG_DOMAIN_MAC" >/dev/null || return 1; fi
+    lease_ip6 "$RIG_GUEST_MAC" >/dev/null || { UNHEALTHY="no IPv6 lease for the guest"; return 1; }
+    if domain_has_v6; then lease_ip6 "$RIG_DOMAIN_MAC" >/dev/null || { UNHEALTHY="no IPv6 lease for the domain"; return 1; }; fi
   fi
 }
 
@@ -701,7 +707,7 @@ do_up() {
   preflight
   if healthy; then log "rig already up and healthy"; cat "$STATE"; return 0; fi
   if [ -e "$RIG_DIR" ] || netns_exists "$NS_HOST" || netns_exists "$NS_GUEST" || netns_exists "$NS_GUEST2"; then
-    log "existing rig is stale, partial or differently configured -> tearing it down first"
+    log "existing rig is stale, partial or differently configured (${UNHEALTHY:-partial}) -> tearing it down first"
     do_down
   fi
   local t d; t=$(date +%s.%N)
