@@ -19,7 +19,7 @@ use common::abi::{
     Ghba, Ghba2, Ghbn, Ghbn2, Ghbn3, Ghbn4, HOST_NOT_FOUND, NETDB_INTERNAL, NETDB_SUCCESS, NO_DATA,
     NO_RECOVERY, NOTFOUND, SUCCESS, TRYAGAIN, Tuple, UNAVAIL,
 };
-use common::{TempDir, cdylib, lease, now, standard_fixture, write_atomic};
+use common::{Buf, TempDir, cdylib, lease, now, standard_fixture, write_atomic};
 use libc::{AF_INET, AF_INET6, AF_UNIX, AF_UNSPEC, hostent, socklen_t};
 
 /// The family column of entry points that take none.
@@ -89,44 +89,6 @@ impl Module {
         assert!(!p.is_null(), "{name:?} is not exported");
         // SAFETY: T is the function pointer type of that symbol's glibc signature.
         unsafe { std::mem::transmute_copy(&p) }
-    }
-}
-
-/// A buffer of `len` bytes at `offset` from 8-byte alignment, surrounded and filled with a
-/// sentinel so that any write outside the answer, or any write at all, shows.
-struct Buf {
-    mem: Vec<u64>,
-    offset: usize,
-    len: usize,
-}
-
-impl Buf {
-    fn new(len: usize, offset: usize) -> Buf {
-        let mut mem = vec![0u64; (len + offset) / 8 + 2];
-        // SAFETY: within the Vec's allocation.
-        unsafe { ptr::write_bytes(mem.as_mut_ptr() as *mut u8, 0xA5, mem.len() * 8) };
-        Buf { mem, offset, len }
-    }
-    fn ptr(&mut self) -> *mut c_char {
-        // SAFETY: offset < 8 stays inside the allocation.
-        unsafe { (self.mem.as_mut_ptr() as *mut u8).add(self.offset) as *mut c_char }
-    }
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the Vec's own bytes.
-        unsafe { std::slice::from_raw_parts(self.mem.as_ptr() as *const u8, self.mem.len() * 8) }
-    }
-    fn untouched(&self) -> bool {
-        self.bytes().iter().all(|&b| b == 0xA5)
-    }
-    /// Nothing written outside [offset, offset + len).
-    fn outside_untouched(&self) -> bool {
-        let b = self.bytes();
-        b[..self.offset].iter().all(|&x| x == 0xA5)
-            && b[self.offset + self.len..].iter().all(|&x| x == 0xA5)
-    }
-    fn contains(&self, p: *const c_void, n: usize) -> bool {
-        let start = self.mem.as_ptr() as usize + self.offset;
-        (p as usize) >= start && (p as usize) + n <= start + self.len
     }
 }
 

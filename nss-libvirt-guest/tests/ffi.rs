@@ -15,7 +15,7 @@ use common::abi::{
     Ghba, Ghba2, Ghbn, Ghbn2, Ghbn3, Ghbn4, HOST_NOT_FOUND, NETDB_INTERNAL, NO_DATA, NO_RECOVERY,
     NOTFOUND, SUCCESS, TRYAGAIN, Tuple, UNAVAIL,
 };
-use common::{TempDir, cdylib, standard_fixture};
+use common::{Buf, TempDir, cdylib, standard_fixture};
 use libc::{AF_INET, AF_INET6, AF_UNSPEC, hostent};
 
 struct Module {
@@ -45,37 +45,6 @@ fn load(h: *mut c_void, service: &str) -> Module {
         r4: sym(h, &s("gethostbyname4_r")),
         a: sym(h, &s("gethostbyaddr_r")),
         a2: sym(h, &s("gethostbyaddr2_r")),
-    }
-}
-
-/// An aligned buffer filled with a sentinel byte; `offset` shifts the start (misalignment).
-struct Buf {
-    mem: Vec<u64>,
-    offset: usize,
-    len: usize,
-}
-
-impl Buf {
-    fn new(len: usize, offset: usize) -> Buf {
-        let mut mem = vec![0u64; (len + offset) / 8 + 2];
-        // SAFETY: writes within the Vec's allocation.
-        unsafe { ptr::write_bytes(mem.as_mut_ptr() as *mut u8, 0xA5, mem.len() * 8) };
-        Buf { mem, offset, len }
-    }
-    fn ptr(&mut self) -> *mut c_char {
-        // SAFETY: offset < 8 stays within the allocation.
-        unsafe { (self.mem.as_mut_ptr() as *mut u8).add(self.offset) as *mut c_char }
-    }
-    fn untouched(&self) -> bool {
-        // SAFETY: reading the Vec's own bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(self.mem.as_ptr() as *const u8, self.mem.len() * 8)
-        };
-        bytes.iter().all(|&b| b == 0xA5)
-    }
-    fn contains(&self, p: *const c_void, n: usize) -> bool {
-        let start = self.mem.as_ptr() as usize + self.offset;
-        (p as usize) >= start && (p as usize) + n <= start + self.len
     }
 }
 

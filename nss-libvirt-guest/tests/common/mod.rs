@@ -128,3 +128,41 @@ pub fn standard_fixture(dir: &Path) {
         ),
     );
 }
+
+/// A buffer of `len` bytes at `offset` from 8-byte alignment, surrounded and filled with a
+/// sentinel so that any write outside the answer, or any write at all, shows.
+pub struct Buf {
+    mem: Vec<u64>,
+    offset: usize,
+    len: usize,
+}
+
+impl Buf {
+    pub fn new(len: usize, offset: usize) -> Buf {
+        let mut mem = vec![0u64; (len + offset) / 8 + 2];
+        // SAFETY: within the Vec's allocation.
+        unsafe { std::ptr::write_bytes(mem.as_mut_ptr() as *mut u8, 0xA5, mem.len() * 8) };
+        Buf { mem, offset, len }
+    }
+    pub fn ptr(&mut self) -> *mut std::ffi::c_char {
+        // SAFETY: offset < 8 stays inside the allocation.
+        unsafe { (self.mem.as_mut_ptr() as *mut u8).add(self.offset) as *mut std::ffi::c_char }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the Vec's own bytes.
+        unsafe { std::slice::from_raw_parts(self.mem.as_ptr() as *const u8, self.mem.len() * 8) }
+    }
+    pub fn untouched(&self) -> bool {
+        self.bytes().iter().all(|&b| b == 0xA5)
+    }
+    /// Nothing written outside [offset, offset + len).
+    pub fn outside_untouched(&self) -> bool {
+        let b = self.bytes();
+        b[..self.offset].iter().all(|&x| x == 0xA5)
+            && b[self.offset + self.len..].iter().all(|&x| x == 0xA5)
+    }
+    pub fn contains(&self, p: *const std::ffi::c_void, n: usize) -> bool {
+        let start = self.mem.as_ptr() as usize + self.offset;
+        (p as usize) >= start && (p as usize) + n <= start + self.len
+    }
+}
