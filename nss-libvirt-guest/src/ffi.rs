@@ -251,8 +251,8 @@ fn forward(
     if service != Service::Guest {
         return Ok(leased);
     }
-    // Then the neighbour table, for a domain of the hooks' map (one failed open without it).
-    let Ok(Some(map)) = seen::read_map(&guests_map()) else {
+    // Then the neighbour table, for a domain of the hooks' map (one stat without it).
+    let Some(map) = seen::map(&guests_map()) else {
         return Ok(leased);
     };
     let Some(macs) = seen::macs_of(&map, name) else {
@@ -288,7 +288,7 @@ fn reverse_name(ip: IpAddr, service: Service) -> Result<Option<String>, std::io:
     if service != Service::Guest {
         return Ok(None);
     }
-    let Ok(Some(map)) = seen::read_map(&guests_map()) else {
+    let Some(map) = seen::map(&guests_map()) else {
         return Ok(None);
     };
     let table = neighbours().unwrap_or_default();

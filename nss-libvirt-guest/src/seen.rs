@@ -6,8 +6,10 @@
 //! is reconnected; it holds every interface of every running domain, whatever network it is
 //! on (a libvirt network, a host bridge, macvtap). The `libvirt_guest` service answers a domain
 //! name first from leases (as libvirt does), then with the neighbour addresses of the
-//! domain's MACs; reverse lookups likewise. When the map does not exist, this costs one failed
-//! open(2); the neighbour table is only read for a name the map knows.
+//! domain's MACs; reverse lookups likewise. When the map does not exist, this costs at most
+//! one stat(2) per lookup (none while its absence is trusted, see [`map`]); a map that
+//! exists is parsed once and kept while its key (inode, size, mtime, ctime, as for lease
+//! files) is unchanged. The neighbour table is only read for a name the map knows.
 //!
 //! Order of the neighbour addresses (after the leases' ones): REACHABLE, then DELAY, then
 //! STALE (the freshest first), IPv4 before IPv6, lowest address first; IPv6 link-local
@@ -16,7 +18,12 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::cache::{Key, TRUST_WINDOW};
 
 use crate::leases::MacsFile;
 use crate::lookup::{Family, MAX_FILE_BYTES};
@@ -30,17 +37,82 @@ pub const MAP_ENV: &str = "LIBVIRT_NSS_GUESTS_FILE";
 
 /// The map, or None when there is none (the feature is not in use).
 pub fn read_map(path: &Path) -> io::Result<Option<MacsFile>> {
-    let f = match std::fs::File::open(path) {
+    Ok(read_keyed(path)?.map(|(_, m)| m))
+}
+
+/// The map and the key of the file read. Opened with O_NONBLOCK (a FIFO at the map's path
+/// must not make a lookup wait for a writer) and fstat'ed: only a regular file counts.
+fn read_keyed(path: &Path) -> io::Result<Option<(Key, MacsFile)>> {
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Ok(None);
     }
     let mut bytes = Vec::new();
     f.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
-    Ok(Some(MacsFile::parse(&bytes)))
+    Ok(Some((Key::of(&meta), MacsFile::parse(&bytes))))
+}
+
+/// What the last lookup found at the map's path (see [`map`]).
+enum Kept {
+    /// No map there when checked at this instant.
+    Absent(PathBuf, Instant),
+    /// The map read, with the key of the file it was read from.
+    Map(PathBuf, Key, Arc<MacsFile>),
+}
+
+static KEPT: Mutex<Option<Kept>> = Mutex::new(None);
+
+/// The map for a lookup; None when it does not exist or cannot be read.
+///
+/// Cost: one stat(2), and nothing at all while a map found missing less than
+/// [`TRUST_WINDOW`] ago is trusted to be still missing (a map the hooks create is seen at
+/// most that late: a domain that just started has sent no traffic the neighbour table could
+/// hold yet anyway). A map whose key is unchanged since it was read (and was settled then,
+/// see [`Key::settled`]) is not read again; the hooks replace it by rename, which changes
+/// the key. The lock is only `try_lock`ed: a thread that finds it busy reads the map itself.
+pub fn map(path: &Path) -> Option<Arc<MacsFile>> {
+    let mut kept = KEPT.try_lock().ok();
+    match kept.as_deref() {
+        Some(Some(Kept::Absent(p, at))) if p == path && at.elapsed() < TRUST_WINDOW => {
+            return None;
+        }
+        _ => {}
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return None,
+        Err(e) => {
+            if e.kind() == io::ErrorKind::NotFound {
+                if let Some(kept) = kept.as_deref_mut() {
+                    *kept = Some(Kept::Absent(path.to_owned(), Instant::now()));
+                }
+            }
+            return None;
+        }
+    };
+    let key = Key::of(&meta);
+    if let Some(Some(Kept::Map(p, k, m))) = kept.as_deref() {
+        if p == path && *k == key {
+            return Some(Arc::clone(m));
+        }
+    }
+    let (key, map) = read_keyed(path).ok()??;
+    let map = Arc::new(map);
+    if let Some(kept) = kept.as_deref_mut() {
+        *kept = key
+            .settled()
+            .then(|| Kept::Map(path.to_owned(), key, Arc::clone(&map)));
+    }
+    Some(map)
 }
 
 /// The MACs of `domain` (case-insensitive), or None if the map does not know it.
@@ -162,6 +234,44 @@ mod tests {
             Some("db".into())
         );
         assert_eq!(domain_of(&map, &table, "10.9.9.9".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_missing_map_costs_one_stat_and_a_new_one_is_seen_after_the_trust_window() {
+        let dir = std::env::temp_dir().join(format!("nss-seen-map-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("guests.macs");
+        assert!(map(&path).is_none());
+        std::fs::write(
+            &path,
+            br#"[{"domain": "web", "macs": ["52:54:00:00:00:01"]}]"#,
+        )
+        .unwrap();
+        // Its absence is trusted for TRUST_WINDOW (unless another thread held the lock).
+        std::thread::sleep(TRUST_WINDOW);
+        let m = map(&path).expect("the map, once the trust window passed");
+        assert_eq!(macs_of(&m, "web").unwrap(), vec!["52:54:00:00:00:01"]);
+        // Replaced by rename: a new key, read again at once.
+        let tmp = dir.join("guests.macs.new");
+        std::fs::write(&tmp, br#"[{"domain": "db", "macs": []}]"#).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let m = map(&path).unwrap();
+        assert_eq!(macs_of(&m, "web"), None);
+        assert_eq!(macs_of(&m, "db"), Some(vec![]));
+        // A directory or a FIFO at the path is no map, and does not block.
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(map(&path).is_none());
+        assert!(read_map(&path).unwrap().is_none());
+        assert!(map(&dir).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
