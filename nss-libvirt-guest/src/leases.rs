@@ -4,7 +4,6 @@
 //! owns which MAC on that bridge (network driver). A malformed entry is skipped and recorded
 //! as a [`Problem`] with its byte offset; everything else in the file still answers.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::json::{self, Value};
@@ -37,13 +36,49 @@ impl Lease {
     }
 }
 
-/// A parsed `.status` file with lookup indexes (lower-cased hostname, MAC -> lease indexes).
+/// FNV-1a of a key's ASCII-lower-cased bytes: what the indexes are sorted by.
+fn hash_ci(key: &str) -> u32 {
+    key.bytes().fold(0x811c_9dc5, |h, c| {
+        (h ^ u32::from(c.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// An index: (hash of the key, position) pairs sorted by hash, then position (file order
+/// among equal keys), binary-searched; 8 or 12 bytes an entry, where a hash map of
+/// lower-cased key copies took about 150 (the key's allocation, a vector per key, the
+/// bucket), and the cache keeps every lease of a 10,000-lease host. Equal hashes of
+/// different keys are told apart by comparing the keys.
+fn index_of<P: Copy>(positions: impl Iterator<Item = (P, u32)>) -> Vec<(u32, P)> {
+    let mut index: Vec<(u32, P)> = positions.map(|(p, h)| (h, p)).collect();
+    // stable, and the positions come in file order
+    index.sort_by_key(|&(h, _)| h);
+    index.shrink_to_fit();
+    index
+}
+
+/// The positions in `index` whose key equals `want` (ignoring ASCII case), in file order.
+fn lookup<'a, 'k, P: Copy + 'a, K: Fn(P) -> &'a str + 'a>(
+    index: &'a [(u32, P)],
+    key: K,
+    want: &'k str,
+) -> impl Iterator<Item = P> + use<'a, 'k, P, K> {
+    let h = hash_ci(want);
+    let lo = index.partition_point(|&(x, _)| x < h);
+    index[lo..]
+        .iter()
+        .take_while(move |&&(x, _)| x == h)
+        .filter(move |&&(_, p)| key(p).eq_ignore_ascii_case(want))
+        .map(|&(_, p)| p)
+}
+
+/// A parsed `.status` file with lookup indexes (by hostname and by MAC, each ignoring
+/// ASCII case, file order among equals).
 #[derive(Debug, Default)]
 pub struct StatusFile {
     pub leases: Vec<Lease>,
     pub problems: Vec<Problem>,
-    by_hostname: HashMap<String, Vec<u32>>,
-    by_mac: HashMap<String, Vec<u32>>,
+    by_hostname: Vec<(u32, u32)>,
+    by_mac: Vec<(u32, u32)>,
 }
 
 impl StatusFile {
@@ -53,7 +88,10 @@ impl StatusFile {
 
     /// The leases of a scanned file (all of it, or the entries a lookup needs).
     pub fn from_array(arr: json::Array) -> StatusFile {
-        let mut f = StatusFile::default();
+        let mut f = StatusFile {
+            leases: Vec::with_capacity(arr.elements.len()),
+            ..StatusFile::default()
+        };
         for (offset, v) in &arr.elements {
             match lease_of(v, *offset) {
                 Ok(l) => f.leases.push(l),
@@ -69,36 +107,48 @@ impl StatusFile {
                 reason: format!("malformed JSON: {} (rest of the file ignored)", e.message),
             });
         }
-        for (i, l) in f.leases.iter().enumerate() {
-            if let Some(h) = &l.hostname {
-                f.by_hostname
-                    .entry(h.to_ascii_lowercase())
-                    .or_default()
-                    .push(i as u32);
-            }
-            if let Some(m) = &l.mac {
-                f.by_mac.entry(m.clone()).or_default().push(i as u32);
-            }
-        }
+        f.leases.shrink_to_fit();
+        let with = |field: fn(&Lease) -> Option<&String>| {
+            index_of(
+                f.leases
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, l)| field(l).map(|k| (i as u32, hash_ci(k)))),
+            )
+        };
+        f.by_hostname = with(|l| l.hostname.as_ref());
+        f.by_mac = with(|l| l.mac.as_ref());
         f
     }
 
+    fn lease_key(&self, i: u32, field: fn(&Lease) -> Option<&String>) -> &str {
+        field(&self.leases[i as usize]).map_or("", |s| s.as_str())
+    }
+
     /// Leases whose hostname equals `name_lc` (already ASCII-lower-cased).
-    pub fn with_hostname<'a>(&'a self, name_lc: &str) -> impl Iterator<Item = &'a Lease> + 'a {
-        self.by_hostname
-            .get(name_lc)
-            .into_iter()
-            .flatten()
-            .map(move |&i| &self.leases[i as usize])
+    pub fn with_hostname<'a, 'k>(
+        &'a self,
+        name_lc: &'k str,
+    ) -> impl Iterator<Item = &'a Lease> + use<'a, 'k> {
+        lookup(
+            &self.by_hostname,
+            |i| self.lease_key(i, |l| l.hostname.as_ref()),
+            name_lc,
+        )
+        .map(move |i| &self.leases[i as usize])
     }
 
     /// Leases whose MAC equals `mac_lc` (lower-cased).
-    pub fn with_mac<'a>(&'a self, mac_lc: &str) -> impl Iterator<Item = &'a Lease> + 'a {
-        self.by_mac
-            .get(mac_lc)
-            .into_iter()
-            .flatten()
-            .map(move |&i| &self.leases[i as usize])
+    pub fn with_mac<'a, 'k>(
+        &'a self,
+        mac_lc: &'k str,
+    ) -> impl Iterator<Item = &'a Lease> + use<'a, 'k> {
+        lookup(
+            &self.by_mac,
+            |i| self.lease_key(i, |l| l.mac.as_ref()),
+            mac_lc,
+        )
+        .map(move |i| &self.leases[i as usize])
     }
 }
 
@@ -147,13 +197,15 @@ pub struct MacEntry {
     pub offset: usize,
 }
 
-/// A parsed `.macs` file, indexed by lower-cased domain name and by MAC.
+/// A parsed `.macs` file, indexed by domain name and by MAC (ignoring ASCII case, file
+/// order among equals).
 #[derive(Debug, Default)]
 pub struct MacsFile {
     pub entries: Vec<MacEntry>,
     pub problems: Vec<Problem>,
-    by_domain: HashMap<String, Vec<u32>>,
-    by_mac: HashMap<String, Vec<u32>>,
+    by_domain: Vec<(u32, u32)>,
+    /// positions: (entry, position of the MAC in the entry's `macs`)
+    by_mac: Vec<(u32, (u32, u32))>,
 }
 
 impl MacsFile {
@@ -163,7 +215,10 @@ impl MacsFile {
 
     /// The entries of a scanned file (all of it, or the ones a lookup needs).
     pub fn from_array(arr: json::Array) -> MacsFile {
-        let mut f = MacsFile::default();
+        let mut f = MacsFile {
+            entries: Vec::with_capacity(arr.elements.len()),
+            ..MacsFile::default()
+        };
         for (offset, v) in &arr.elements {
             match mac_entry_of(v, *offset) {
                 Ok(e) => f.entries.push(e),
@@ -179,34 +234,45 @@ impl MacsFile {
                 reason: format!("malformed JSON: {} (rest of the file ignored)", e.message),
             });
         }
-        for (i, e) in f.entries.iter().enumerate() {
-            f.by_domain
-                .entry(e.domain.to_ascii_lowercase())
-                .or_default()
-                .push(i as u32);
-            for m in &e.macs {
-                f.by_mac.entry(m.clone()).or_default().push(i as u32);
-            }
-        }
+        f.entries.shrink_to_fit();
+        f.by_domain = index_of(
+            f.entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u32, hash_ci(&e.domain))),
+        );
+        f.by_mac = index_of(f.entries.iter().enumerate().flat_map(|(i, e)| {
+            e.macs
+                .iter()
+                .enumerate()
+                .map(move |(m, mac)| ((i as u32, m as u32), hash_ci(mac)))
+        }));
         f
     }
 
+    fn mac(&self, (e, m): (u32, u32)) -> &str {
+        &self.entries[e as usize].macs[m as usize]
+    }
+
     /// Entries for the domain `name_lc` (lower-cased).
-    pub fn for_domain<'a>(&'a self, name_lc: &str) -> impl Iterator<Item = &'a MacEntry> + 'a {
-        self.by_domain
-            .get(name_lc)
-            .into_iter()
-            .flatten()
-            .map(move |&i| &self.entries[i as usize])
+    pub fn for_domain<'a, 'k>(
+        &'a self,
+        name_lc: &'k str,
+    ) -> impl Iterator<Item = &'a MacEntry> + use<'a, 'k> {
+        lookup(
+            &self.by_domain,
+            |i| self.entries[i as usize].domain.as_str(),
+            name_lc,
+        )
+        .map(move |i| &self.entries[i as usize])
     }
 
     /// Entries listing the MAC `mac_lc` (lower-cased).
-    pub fn owning<'a>(&'a self, mac_lc: &str) -> impl Iterator<Item = &'a MacEntry> + 'a {
-        self.by_mac
-            .get(mac_lc)
-            .into_iter()
-            .flatten()
-            .map(move |&i| &self.entries[i as usize])
+    pub fn owning<'a, 'k>(
+        &'a self,
+        mac_lc: &'k str,
+    ) -> impl Iterator<Item = &'a MacEntry> + use<'a, 'k> {
+        lookup(&self.by_mac, |p| self.mac(p), mac_lc).map(move |(i, _)| &self.entries[i as usize])
     }
 }
 
