@@ -314,11 +314,13 @@ pub fn check_define(
     let mine = matrix.apqns();
 
     // through the index in /run: only configs changed since the last run are read
-    let scan = autostart_index::scan(root)?;
+    let scan = autostart_index::scan(root, &mut |d| {
+        d.uuid.as_str() != uuid
+            && mine
+                .iter()
+                .any(|q| d.adapters.test(q.adapter) && d.domains.test(q.domain))
+    })?;
     for d in &scan.autostart {
-        if d.uuid.as_str() == uuid {
-            continue;
-        }
         for q in &mine {
             if d.adapters.test(q.adapter) && d.domains.test(q.domain) {
                 let by = d.uuid.to_string();
