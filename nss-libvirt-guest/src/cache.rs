@@ -9,9 +9,10 @@
 //! it) resolves without the cache instead of waiting.
 //!
 //! Cold path: the first lookup in a process (ssh, getent: dlopen, one lookup, exit) has
-//! nothing cached. It reads each file into one reused buffer and hands it to the prefilter
-//! ([`crate::prefilter::parse_containing`]), which parses only the entries where the name
-//! (or one of the domain's MACs) occurs. libvirt's module parses every entry of every file.
+//! nothing cached. It reads each file in [`CHUNK`]s into one small reused buffer, searches
+//! each chunk ([`crate::prefilter::Hits`]) and then parses only the entries where the name
+//! (or one of the domain's MACs) occurs, from windows read again around them
+//! ([`crate::prefilter::entries`]). libvirt's module parses every entry of every file.
 //!
 //! Trust window: the directory is stat'ed on every lookup, but its files are not while the
 //! directory's key is unchanged and all its files of the kind needed were key-checked less
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::leases::{MacsFile, StatusFile};
 use crate::lookup::{Content, FileView, Kind, MAX_FILE_BYTES, Snapshot};
 use crate::matching::{Service, domain_macs};
-use crate::prefilter::parse_containing;
+use crate::prefilter::{Hits, SIMD_MIN_BYTES, Source, entries};
 
 /// Cache bounds: source bytes held, files held, directories held.
 const MAX_CACHED_BYTES: u64 = 64 << 20;
@@ -244,8 +245,9 @@ impl Cache {
                 _ => {}
             }
         }
-        let key = match read_capped(&path, &mut self.buf) {
-            Ok(key) => key,
+        let opened = open_keyed(&path);
+        let (file, key) = match opened {
+            Ok(fk) => fk,
             Err(why) => {
                 // Nothing cached for a path may outlive a key check that failed: a trusted
                 // lookup would serve it.
@@ -257,21 +259,23 @@ impl Cache {
             .files
             .iter()
             .any(|f| same(&f.path, &path) && f.key == key && f.content.is_none());
-        let bytes = &self.buf[..];
         // (this lookup's view, what the cache keeps: None = read, not parsed in full)
-        let (content, keep) = match needles.filter(|_| !seen_before) {
-            Some(needles) => match parse_containing(bytes, kind, needles) {
-                Some(Some(part)) => (part, None),
-                Some(None) => (Content::Skipped, None),
-                None => {
-                    let c = parse(bytes, kind);
+        let cold = needles
+            .filter(|_| !seen_before)
+            .and_then(|needles| search_file(&file, key.size, kind, needles, &mut self.buf));
+        let (content, keep) = match cold {
+            Some(Some(part)) => (part, None),
+            Some(None) => (Content::Skipped, None),
+            None => match read_capped(&file, &mut self.buf) {
+                Ok(()) => {
+                    let c = parse(&self.buf, kind);
                     (c.clone(), Some(c))
                 }
+                Err(why) => {
+                    self.forget(&path);
+                    return view(path, Content::Unusable(why));
+                }
             },
-            None => {
-                let c = parse(bytes, kind);
-                (c.clone(), Some(c))
-            }
         };
         self.forget(&path);
         if key.settled() {
@@ -426,13 +430,12 @@ fn same(a: &Path, b: &Path) -> bool {
     a.as_os_str() == b.as_os_str()
 }
 
-/// Reads `path` into `buf` (reused across the files of a lookup) and returns the key of
-/// what was read. Opened with O_NONBLOCK and O_NOCTTY, then fstat'ed: a FIFO or device
-/// named like a lease file is refused without blocking (opening a FIFO for reading
-/// waits for a writer; sshd would hang), and the key is that of the file actually read.
-fn read_capped(path: &Path, buf: &mut Vec<u8>) -> Result<Key, String> {
+/// Opens `path` for reading and returns it with the key of what was opened. Opened with
+/// O_NONBLOCK and O_NOCTTY, then fstat'ed: a FIFO or device named like a lease file is
+/// refused without blocking (opening a FIFO for reading waits for a writer; sshd would
+/// hang), and the key is that of the file actually read.
+fn open_keyed(path: &Path) -> Result<(fs::File, Key), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    buf.clear();
     // std adds O_CLOEXEC.
     let f = fs::OpenOptions::new()
         .read(true)
@@ -446,8 +449,19 @@ fn read_capped(path: &Path, buf: &mut Vec<u8>) -> Result<Key, String> {
     if meta.size() > MAX_FILE_BYTES {
         return Err(format!("larger than {MAX_FILE_BYTES} bytes, ignored"));
     }
+    Ok((f, Key::of(&meta)))
+}
+
+/// Reads all of `f` (from its start) into `buf`, at most [`MAX_FILE_BYTES`].
+fn read_capped(f: &fs::File, buf: &mut Vec<u8>) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    buf.clear();
+    let mut f = f;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let size = f.metadata().map(|m| m.size()).unwrap_or(0);
     // The size as stat'ed plus one byte to see the end (a growing file is capped below).
-    buf.reserve(meta.size() as usize + 1);
+    buf.reserve(size.min(MAX_FILE_BYTES) as usize + 1);
     f.take(MAX_FILE_BYTES + 1)
         .read_to_end(buf)
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -455,7 +469,88 @@ fn read_capped(path: &Path, buf: &mut Vec<u8>) -> Result<Key, String> {
         buf.clear();
         return Err(format!("larger than {MAX_FILE_BYTES} bytes, ignored"));
     }
-    Ok(Key::of(&meta))
+    Ok(())
+}
+
+/// The chunk the cold path reads a file in: small enough to stay in the CPU's cache and
+/// below malloc's mmap threshold (so no page faults for each file after the first).
+pub(crate) const CHUNK: usize = 64 << 10;
+
+/// The cold path on an open file (see [`crate::prefilter`]): read in [`CHUNK`]s into `buf`,
+/// each searched for `needles` (the last bytes repeated at the start of the next chunk, so
+/// that an occurrence across a boundary is found), then a window around each hit read again
+/// with pread. What [`crate::prefilter::parse_containing`] returns for the file's bytes; None also when it
+/// cannot be read (the full read then says why).
+fn search_file(
+    f: &fs::File,
+    size: u64,
+    kind: Kind,
+    needles: &[String],
+    buf: &mut Vec<u8>,
+) -> Option<Option<Content>> {
+    let mut hits = Hits::new(needles, size as usize >= SIMD_MIN_BYTES)?;
+    let overlap = hits.overlap();
+    // A small file in one read into a buffer its size (+1 to see the end), not a chunk's.
+    let chunk = CHUNK.min(size as usize + 1);
+    if buf.len() < chunk + overlap {
+        buf.resize(chunk + overlap, 0);
+    }
+    // buf[..kept] repeats the previous chunk's last bytes; buf[0] is at file offset `base`.
+    let (mut kept, mut base, mut total) = (0, 0, 0u64);
+    loop {
+        let n = read_full(f, &mut buf[kept..kept + chunk]).ok()?;
+        total += n as u64;
+        if total > MAX_FILE_BYTES {
+            return None;
+        }
+        if !hits.search(&buf[..kept + n], base) {
+            return None;
+        }
+        if n < chunk {
+            break;
+        }
+        let keep = overlap.min(kept + n);
+        buf.copy_within(kept + n - keep..kept + n, 0);
+        base += kept + n - keep;
+        kept = keep;
+    }
+    entries(kind, hits.into_sorted(), &mut FileSource(f))
+}
+
+/// Reads into all of `out` unless the file ends first; the bytes read.
+fn read_full(mut f: &fs::File, out: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < out.len() {
+        match f.read(&mut out[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The windows around hits, by pread (the file's offset is left alone).
+struct FileSource<'f>(&'f fs::File);
+
+impl Source for FileSource<'_> {
+    fn fetch(&mut self, from: usize, to: usize, out: &mut Vec<u8>) -> bool {
+        use std::os::unix::fs::FileExt;
+        out.clear();
+        out.resize(to - from, 0);
+        let mut n = 0;
+        while n < out.len() {
+            match self.0.read_at(&mut out[n..], (from + n) as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        out.truncate(n);
+        true
+    }
 }
 
 pub(crate) fn parse(bytes: &[u8], kind: Kind) -> Content {

@@ -1,10 +1,28 @@
 //! A small, bounded JSON scanner for the two files libvirt writes (`*.status`, `*.macs`).
 //!
 //! Why hand-written: the `.so` is loaded into sshd, sudo and systemd, so it carries no
-//! serde. The files are a top-level array of small objects; the scanner returns every
-//! element that parsed completely, plus the first syntax error with its byte offset, so a
-//! truncated or damaged file still yields its intact entries (libvirt's module fails every
-//! lookup instead). Nesting depth is capped so hostile input cannot exhaust the stack.
+//! serde. The files are a top-level array of small objects (entries). The scanner returns
+//! every entry that parsed, and every syntax error with its byte offset; a damaged or
+//! truncated file still yields its intact entries (libvirt's module fails every lookup
+//! instead). Nesting depth is capped so hostile input cannot exhaust the stack.
+//!
+//! Entries are found the same way whether a file is read in full or a lookup's cold path
+//! ([`crate::prefilter`]) looks only around the places where a name occurs, so that both
+//! give the same entries for every file (doc/nss.md, "Malformed lease files"):
+//!
+//! - An *entry start* is a `{` outside strings whose previous non-blank byte is a `,` or
+//!   `[` outside strings. Strings are found as a lexer from the file start sees them: a `"`
+//!   opens and closes one, `\` escapes the next byte, and a line break always ends one
+//!   (a string cannot hold a raw line break; so whether a byte is inside a string depends on
+//!   its line only).
+//! - After a syntax error, a missing `[` at the start or data after the closing `]`, the
+//!   scan resumes at the next entry start; the entry the error was in is dropped.
+//! - An object directly inside an array inside an entry is a syntax error (libvirt's
+//!   formats have none; such a `{` is an entry start).
+//!
+//! Together: the objects the full scan returns are exactly the values parsed at the entry
+//! starts that parse without error, so the value at the entry start nearest before a
+//! name is the entry holding it, wherever it is in the file, whatever precedes it.
 
 /// Deepest nesting accepted inside one array element (libvirt writes depth 2).
 const MAX_DEPTH: usize = 32;
@@ -45,37 +63,16 @@ pub struct SyntaxError {
 #[derive(Debug, Default)]
 pub struct Array {
     pub elements: Vec<(usize, Value)>,
-    /// Set when the file is not a well-formed array; `elements` then holds the elements
-    /// that were complete before the error.
-    pub error: Option<SyntaxError>,
+    /// Every syntax error, in file order; after each, the scan resumed at the next entry
+    /// start (see the module doc).
+    pub errors: Vec<SyntaxError>,
 }
 
 /// Scan `bytes` as a top-level JSON array. An empty or all-blank file is an empty array
 /// (libvirt creates `.status` with 0 bytes). A UTF-8 BOM and a trailing comma are
 /// tolerated, since hand-edited files have them and they are unambiguous.
 pub fn parse_array(bytes: &[u8]) -> Array {
-    scan_array(bytes, None)
-}
-
-/// What [`parse_array`] returns for the elements that contain one of `hits` (byte offsets,
-/// ascending), without building the others: a lookup's cold path (lookup.rs) parses only
-/// the entries where its name occurs. Every element up to the last hit is still checked
-/// for syntax (without allocating) exactly as [`parse_array`] checks it, so a syntax error
-/// before a hit drops that hit's element as it would drop it there; scanning stops after
-/// the element holding the last hit, so a later error is not reported.
-pub fn parse_array_containing(bytes: &[u8], hits: &[usize]) -> Array {
-    scan_array(bytes, Some(hits))
-}
-
-fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
-    // Skip mode checks every key's UTF-8 as the full parse does; an ASCII file (libvirt
-    // writes ASCII but for unusual domain names) needs no check per key.
-    let ascii = hits.is_some() && bytes.is_ascii();
-    let mut p = Parser {
-        b: bytes,
-        i: 0,
-        ascii,
-    };
+    let mut p = Parser { b: bytes, i: 0 };
     let mut out = Array::default();
     if p.b.starts_with(b"\xEF\xBB\xBF") {
         p.i = 3;
@@ -84,78 +81,114 @@ fn scan_array(bytes: &[u8], hits: Option<&[usize]>) -> Array {
     if p.i == p.b.len() {
         return out;
     }
-    if p.peek() != Some(b'[') {
-        out.error = Some(p.err("expected '[' at the start of the file"));
-        return out;
-    }
-    p.i += 1;
-    loop {
-        p.ws();
-        match p.peek() {
-            Some(b']') => {
-                p.i += 1;
-                break;
-            }
-            None => {
-                out.error = Some(p.err("unexpected end of file inside the array"));
-                return out;
-            }
-            _ => {}
-        }
-        let start = p.i;
-        let element = match hits {
-            None => p.value(1).map(Some),
-            Some(hits) => {
-                // No hit at or after this element: nothing further can be wanted.
-                if hits.last().is_none_or(|&last| last < start) {
-                    return out;
-                }
-                p.skip_value(1).map(|()| {
-                    let first = hits.partition_point(|&h| h < start);
-                    if hits.get(first).is_some_and(|&h| h < p.i) {
-                        // Checked just above, so this parse succeeds and ends at p.i.
-                        let mut again = Parser {
-                            b: bytes,
-                            i: start,
-                            ascii,
-                        };
-                        again.value(1).ok()
-                    } else {
-                        None
-                    }
-                })
-            }
+    let mut result = if p.peek() == Some(b'[') {
+        p.i += 1;
+        p.elements(&mut out)
+    } else {
+        Err(p.err("expected '[' at the start of the file"))
+    };
+    let mut lexer = Lexer::default();
+    // Every resumption is past the previous one: the scan ends.
+    let mut floor = 0;
+    while let Err(e) = result {
+        let from = e.offset.max(floor);
+        out.errors.push(e);
+        let Some(start) = lexer.next_entry_start(bytes, from) else {
+            break;
         };
-        match element {
-            Ok(Some(v)) => out.elements.push((start, v)),
-            Ok(None) => {}
-            Err(e) => {
-                out.error = Some(e);
-                return out;
-            }
-        }
-        p.ws();
-        match p.peek() {
-            Some(b',') => p.i += 1,
-            Some(b']') => {
-                p.i += 1;
-                break;
-            }
-            None => {
-                out.error = Some(p.err("unexpected end of file inside the array"));
-                return out;
-            }
-            _ => {
-                out.error = Some(p.err("expected ',' or ']' after an array element"));
-                return out;
-            }
-        }
-    }
-    p.ws();
-    if p.i != p.b.len() {
-        out.error = Some(p.err("unexpected data after the closing ']'"));
+        p.i = start;
+        floor = start + 1;
+        result = p.elements(&mut out);
     }
     out
+}
+
+/// The value of the entry starting at `start` (an entry start, see the module doc) and
+/// where it ends, as [`parse_array`] parses it there.
+pub fn entry_at(bytes: &[u8], start: usize) -> Result<(Value, usize), SyntaxError> {
+    let mut p = Parser { b: bytes, i: start };
+    let v = p.value(1)?;
+    Ok((v, p.i))
+}
+
+/// The strings of a file as the module doc defines them, seen from the file start, and the
+/// entry starts they imply.
+#[derive(Debug, Default, Clone)]
+pub struct Lexer {
+    /// The next byte to look at.
+    at: usize,
+    in_string: bool,
+    escaped: bool,
+    /// The last non-blank byte so far, and whether it was outside strings (quotes count as
+    /// inside).
+    last: Option<(u8, bool)>,
+}
+
+impl Lexer {
+    /// A lexer at the start of a line (of the file, or one after a line break: no string is
+    /// open there), knowing nothing before it.
+    pub fn at_line_start(at: usize) -> Lexer {
+        Lexer {
+            at,
+            ..Lexer::default()
+        }
+    }
+
+    /// Whether `c`, the next byte, is an entry start: `Some(true)`/`Some(false)`, or None
+    /// when it is a `{` outside strings but no non-blank byte was seen before it.
+    pub fn starts_entry(&self, c: u8) -> Option<bool> {
+        if self.in_string || c != b'{' {
+            return Some(false);
+        }
+        self.last
+            .map(|(prev, outside)| outside && (prev == b',' || prev == b'['))
+    }
+
+    /// The last non-blank byte seen and whether it was outside strings.
+    pub fn last(&self) -> Option<(u8, bool)> {
+        self.last
+    }
+
+    /// Moves past `c`, the next byte.
+    pub fn step(&mut self, c: u8) {
+        self.at += 1;
+        if c == b'\n' {
+            self.in_string = false;
+            self.escaped = false;
+            return;
+        }
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == b'\\' {
+                self.escaped = true;
+            } else if c == b'"' {
+                self.in_string = false;
+            }
+            self.last = Some((c, false));
+            return;
+        }
+        match c {
+            b' ' | b'\t' | b'\r' => {}
+            b'"' => {
+                self.in_string = true;
+                self.last = Some((c, false));
+            }
+            _ => self.last = Some((c, true)),
+        }
+    }
+
+    /// The first entry start at or after `from` (the lexer only moves forward: `from` is at
+    /// or after where the last call stopped).
+    fn next_entry_start(&mut self, b: &[u8], from: usize) -> Option<usize> {
+        while let Some(&c) = b.get(self.at) {
+            if self.at >= from && self.starts_entry(c) == Some(true) {
+                return Some(self.at);
+            }
+            self.step(c);
+        }
+        None
+    }
 }
 
 /// What [`Parser::members`] needs to know of a bracket pair: its closing byte and the
@@ -181,11 +214,40 @@ const OBJECT: &Brackets = &Brackets {
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
-    /// All of `b` is ASCII (so every object key is valid UTF-8): set by the cold path.
-    ascii: bool,
 }
 
 impl Parser<'_> {
+    /// The top-level array's elements from here (after its `[`, or at an entry start) to
+    /// its closing `]` and the end of the file: Ok, or the first syntax error (the elements
+    /// before it are in `out`).
+    fn elements(&mut self, out: &mut Array) -> Result<(), SyntaxError> {
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(b']') => {
+                    self.i += 1;
+                    self.ws();
+                    if self.i != self.b.len() {
+                        return Err(self.err("unexpected data after the closing ']'"));
+                    }
+                    return Ok(());
+                }
+                None => return Err(self.err("unexpected end of file inside the array")),
+                _ => {}
+            }
+            let start = self.i;
+            let v = self.value(1)?;
+            out.elements.push((start, v));
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {}
+                None => return Err(self.err("unexpected end of file inside the array")),
+                _ => return Err(self.err("expected ',' or ']' after an array element")),
+            }
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -363,69 +425,14 @@ impl Parser<'_> {
         Ok(String::from_utf8(out).map_err(|_| start))
     }
 
-    /// [`Parser::value`] without building the value (nothing allocated): the same
-    /// syntax checks, the same errors at the same offsets, the same end position.
-    fn skip_value(&mut self, depth: usize) -> Result<(), SyntaxError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nesting too deep"));
-        }
-        match self.peek() {
-            Some(b'{') => self.skip_object(depth),
-            Some(b'[') => self.skip_array(depth),
-            Some(b'"') => self.skip_string(false),
-            Some(b't') => self.literal(b"true", Value::Null).map(drop),
-            Some(b'f') => self.literal(b"false", Value::Null).map(drop),
-            Some(b'n') => self.literal(b"null", Value::Null).map(drop),
-            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
-            None => Err(self.err("unexpected end of file, expected a value")),
-            Some(_) => Err(self.err("unexpected character, expected a value")),
-        }
-    }
-
-    /// [`Parser::string`] without building it; `key`: invalid UTF-8 is then a syntax
-    /// error, as [`Parser::object`] makes it.
-    fn skip_string(&mut self, key: bool) -> Result<(), SyntaxError> {
-        let start = self.i;
-        let key_error = SyntaxError {
-            offset: start,
-            message: "object key is not valid UTF-8",
-        };
-        let body = &self.b[start + 1..];
-        let end = plain_run(body);
-        if end < body.len() {
-            let text = &body[..end];
-            if body[end] == b'"' {
-                if key && !self.ascii && std::str::from_utf8(text).is_err() {
-                    return Err(key_error);
-                }
-                self.i = start + 1 + end + 1;
-                return Ok(());
-            }
-        }
-        // An escape, a control character or the end of the file: the general path decides
-        // (allocates; the cold path never sees an escape, it parses such files in full).
-        match self.string()? {
-            Err(_) if key => Err(key_error),
-            _ => Ok(()),
-        }
-    }
-
-    fn skip_array(&mut self, depth: usize) -> Result<(), SyntaxError> {
-        self.members(ARRAY, |p| p.skip_value(depth + 1))
-    }
-
-    fn skip_object(&mut self, depth: usize) -> Result<(), SyntaxError> {
-        self.members(OBJECT, |p| {
-            p.expect_key()?;
-            p.skip_string(true)?;
-            p.colon()?;
-            p.skip_value(depth + 1)
-        })
-    }
-
+    /// An array inside an entry (the top-level one is [`Parser::elements`]).
     fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
         let mut items = Vec::new();
         self.members(ARRAY, |p| {
+            if p.peek() == Some(b'{') {
+                // An entry start (see the module doc), not a member.
+                return Err(p.err("an object inside an array inside an entry"));
+            }
             items.push(p.value(depth + 1)?);
             Ok(())
         })?;
@@ -496,34 +503,6 @@ impl Parser<'_> {
     }
 }
 
-/// How many bytes at the start of `b` may stand in a JSON string as they are: up to the
-/// first `"`, `\\` or control character (below 0x20), or all of `b`. The cold path skips
-/// every string before a hit with this: eight bytes per step (SWAR: a byte equal to `"` or
-/// `\\`, or below 0x20, sets its high bit in `hit`; only the lowest set bit is exact, which
-/// is the one taken), about a third of the instructions of a byte loop. The bytes are read
-/// as little-endian on every target, so the lowest bit is the first byte on s390x too.
-fn plain_run(b: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v;
-    let mut i = 0;
-    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let x = u64::from_le_bytes(chunk);
-        let hit = (zero_in(x ^ (ONES * u64::from(b'"')))
-            | zero_in(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x))
-            & HIGH;
-        if hit != 0 {
-            return i + (hit.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + b[i..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .unwrap_or(b.len() - i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,7 +512,7 @@ mod tests {
         for input in [&b""[..], b"  \n", b"[]", b"[\n\n]\n", b"\xEF\xBB\xBF[]"] {
             let a = parse_array(input);
             assert!(a.elements.is_empty(), "{input:?}");
-            assert_eq!(a.error, None, "{input:?}");
+            assert_eq!(a.errors, vec![], "{input:?}");
         }
     }
 
@@ -542,7 +521,7 @@ mod tests {
         let a = parse_array(
             br#"[ {"a": 1, "b": "x\u00e9\ud83d\ude00", "c": [true, null, -2.5e3]}, 7 ]"#,
         );
-        assert_eq!(a.error, None);
+        assert_eq!(a.errors, vec![]);
         assert_eq!(a.elements.len(), 2);
         assert_eq!(a.elements[0].0, 2);
         let o = &a.elements[0].1;
@@ -562,7 +541,7 @@ mod tests {
     #[test]
     fn trailing_comma_is_tolerated() {
         let a = parse_array(b"[1, 2,]");
-        assert_eq!(a.error, None);
+        assert_eq!(a.errors, vec![]);
         assert_eq!(a.elements.len(), 2);
     }
 
@@ -571,14 +550,14 @@ mod tests {
         let input = br#"[{"a": 1}, {"a": 2}, {"a": "#;
         let a = parse_array(input);
         assert_eq!(a.elements.len(), 2);
-        let e = a.error.unwrap();
-        assert_eq!(e.offset, input.len());
+        assert_eq!(a.errors.len(), 1);
+        assert_eq!(a.errors[0].offset, input.len());
     }
 
     #[test]
     fn invalid_utf8_string_is_a_value_not_a_syntax_error() {
         let a = parse_array(b"[\"\xff\xfe\", \"ok\"]");
-        assert_eq!(a.error, None);
+        assert_eq!(a.errors, vec![]);
         assert_eq!(a.elements[0].1, Value::Str(Err(1)));
         assert_eq!(a.elements[1].1, Value::Str(Ok("ok".into())));
     }
@@ -596,7 +575,7 @@ mod tests {
         ] {
             let a = parse_array(input);
             assert_eq!(
-                a.error.map(|e| e.offset),
+                a.errors.first().map(|e| e.offset),
                 Some(off),
                 "{:?}",
                 String::from_utf8_lossy(input)
@@ -609,64 +588,35 @@ mod tests {
         let mut s = String::from("[");
         s.push_str(&"[".repeat(100_000));
         let a = parse_array(s.as_bytes());
-        assert_eq!(a.error.unwrap().message, "nesting too deep");
+        assert_eq!(a.errors[0].message, "nesting too deep");
     }
 
-    /// Every element of `bytes` as `parse_array` returns it, with the offset where it ends.
-    fn spans(bytes: &[u8]) -> Vec<(usize, usize, Value)> {
-        parse_array(bytes)
-            .elements
-            .into_iter()
-            .map(|(start, v)| {
-                let mut p = Parser {
-                    b: bytes,
-                    i: start,
-                    ascii: false,
-                };
-                assert_eq!(p.value(1).as_ref(), Ok(&v));
-                (start, p.i, v)
-            })
-            .collect()
-    }
-
-    /// The cold path's scan against the full one: for a hit at any byte offset, exactly
-    /// the element holding it (if the full parse has one there); for hits everywhere,
-    /// everything the full parse returns, error included.
-    fn check_containing(bytes: &[u8]) {
-        let full = parse_array(bytes);
-        let every: Vec<usize> = (0..bytes.len()).collect();
-        let all = parse_array_containing(bytes, &every);
-        assert_eq!(
-            all.elements,
-            full.elements,
-            "{:?}",
-            String::from_utf8_lossy(bytes)
-        );
-        if !bytes.is_empty() {
-            assert_eq!(
-                all.error,
-                full.error,
-                "{:?}",
-                String::from_utf8_lossy(bytes)
-            );
-        }
-        let spans = spans(bytes);
-        // (a stride on long inputs: checked at every truncation, this is quadratic)
-        let stride = if bytes.len() > 300 { 7 } else { 1 };
-        for h in (0..bytes.len()).step_by(stride) {
-            let got = parse_array_containing(bytes, &[h]).elements;
-            let want: Vec<(usize, Value)> = spans
-                .iter()
-                .filter(|(s, e, _)| (*s..*e).contains(&h))
-                .map(|(s, _, v)| (*s, v.clone()))
+    /// The objects of the full scan are exactly the values at the entry starts that parse
+    /// (the module doc's claim the cold path relies on), for every truncation of `input`.
+    fn check_entry_starts(input: &[u8]) {
+        for cut in 0..=input.len() {
+            let b = &input[..cut];
+            let full: Vec<(usize, Value)> = parse_array(b)
+                .elements
+                .into_iter()
+                .filter(|(_, v)| matches!(v, Value::Obj(_)))
                 .collect();
-            assert_eq!(got, want, "hit {h} in {:?}", String::from_utf8_lossy(bytes));
+            let mut lexer = Lexer::default();
+            let mut at_starts = Vec::new();
+            let mut from = 0;
+            while let Some(start) = lexer.next_entry_start(b, from) {
+                if let Ok((v, _)) = entry_at(b, start) {
+                    at_starts.push((start, v));
+                }
+                from = start + 1;
+            }
+            assert_eq!(full, at_starts, "{:?}", String::from_utf8_lossy(b));
         }
     }
 
     #[test]
-    fn containing_matches_the_full_parse_at_every_offset_and_truncation() {
-        let inputs: [&[u8]; 9] = [
+    fn objects_are_the_values_at_entry_starts() {
+        let inputs: [&[u8]; 12] = [
             include_bytes!("../testdata/basic/virbr0.status"),
             include_bytes!("../testdata/basic/virbr0.macs"),
             include_bytes!("../testdata/damaged/bom.status"),
@@ -674,22 +624,43 @@ mod tests {
             include_bytes!("../testdata/damaged/extra.status"),
             include_bytes!("../testdata/damaged/latin1.status"),
             br#"[{"a": [1, {"b": null}], "c": -2.5e3, "d": true}, "s", 7, [], {}, false,]"#,
-            b"[{\"k\xff\": 1}, {\"ok\": \"v\xff\"}, {\"x\": \"a\nb\"}]",
-            br#"[{"h": "x\u0041"}, {"h": "\"}"}, {"h": "\q"}]"#,
+            b"[{\"k\xff\": 1}, {\"ok\": \"v\xff\"}, {\"x\": \"a\nb\"}, {\"y\": 1}]",
+            br#"[{"h": "x\u0041"}, {"h": "\"}"}, {"h": "\q"}, {"h": "[{"}, {"i": 1}]"#,
+            br#"[{"a": 1} {"b": 2}, x, {"c": {"d": [{"e": 1}]}}, [{"f": 1}], {"g": 1}] , {"h": 1}"#,
+            b"{\"a\": 1}, [{\"b\": \"un\nterminated}, {\"c\": 1}\n,{\"d\": \"\\\n{\"e\": 1}]",
+            b"\xEF\xBB\xBF[{\"a\": 1},\n\n  {\"b\": 2}\n  {\"c\": 3},\t{\"d\": tru}, {\"e\": 4}]",
         ];
         for input in inputs {
-            // Every prefix: truncated files, errors at every possible place.
-            for cut in 0..=input.len() {
-                check_containing(&input[..cut]);
-            }
+            check_entry_starts(input);
         }
-        // Trailing data after the array and too-deep nesting.
-        check_containing(b"[1, 2] x");
-        let mut deep = String::from("[1, ");
-        deep.push_str(&"[".repeat(40));
-        deep.push_str(&"]".repeat(40));
-        deep.push_str(", 2]");
-        check_containing(deep.as_bytes());
+    }
+
+    #[test]
+    fn a_syntax_error_drops_only_its_entry() {
+        let a = parse_array(
+            br#"[{"a": 1}, {"b": 2 "x": 3}, {"c": 3}, {"d": [{"e": 4}]}, {"f": 5}] tail, {"g": 6}"#,
+        );
+        let keys: Vec<&str> = a
+            .elements
+            .iter()
+            .filter_map(|(_, v)| match v {
+                Value::Obj(f) => Some(f[0].0.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, vec!["a", "c", "e", "f", "g"]);
+        let messages: Vec<&str> = a.errors.iter().map(|e| e.message).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "expected ',' or '}' in an object",
+                "an object inside an array inside an entry",
+                // `]` after {"e": 4} closes the top-level array; `}` follows
+                "unexpected data after the closing ']'",
+                "unexpected data after the closing ']'",
+                "unexpected end of file inside the array",
+            ]
+        );
     }
 
     #[test]
@@ -699,35 +670,5 @@ mod tests {
             a.elements.iter().map(|e| e.1.clone()).collect::<Vec<_>>(),
             vec![Value::Int(i64::MAX), Value::OtherNumber, Value::Int(-1)]
         );
-    }
-
-    #[test]
-    fn plain_run_stops_where_a_byte_loop_does() {
-        let reference = |b: &[u8]| {
-            b.iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                .unwrap_or(b.len())
-        };
-        let specials = [b'"', b'\\', 0, 0x1f, b'\n'];
-        let plain = [
-            b'a', b' ', 0x7f, 0x80, 0xff, b'!', b'#', b'[', 0x21, 0x5d, 0x9c, 0xdc,
-        ];
-        for len in 0..20 {
-            for at in 0..=len {
-                for &sp in &specials {
-                    for &p in &plain {
-                        let mut b = vec![p; len];
-                        if at < len {
-                            b[at] = sp;
-                            // bytes after the first special one may be special too
-                            if at + 1 < len {
-                                b[at + 1] = b'"';
-                            }
-                        }
-                        assert_eq!(plain_run(&b), reference(&b), "{b:?}");
-                    }
-                }
-            }
-        }
     }
 }

@@ -101,12 +101,8 @@ impl StatusFile {
                 }),
             }
         }
-        if let Some(e) = arr.error {
-            f.problems.push(Problem {
-                offset: e.offset,
-                reason: format!("malformed JSON: {} (rest of the file ignored)", e.message),
-            });
-        }
+        f.problems.extend(arr.errors.iter().map(malformed));
+        f.problems.sort_by_key(|p| p.offset);
         f.leases.shrink_to_fit();
         let with = |field: fn(&Lease) -> Option<&String>| {
             index_of(
@@ -149,6 +145,18 @@ impl StatusFile {
             mac_lc,
         )
         .map(move |i| &self.leases[i as usize])
+    }
+}
+
+/// A syntax error as a problem: the entry it is in is dropped, reading resumes at the next
+/// entry (see [`json`]).
+fn malformed(e: &json::SyntaxError) -> Problem {
+    Problem {
+        offset: e.offset,
+        reason: format!(
+            "malformed JSON: {} (entry skipped; reading resumes at the next entry)",
+            e.message
+        ),
     }
 }
 
@@ -228,12 +236,8 @@ impl MacsFile {
                 }),
             }
         }
-        if let Some(e) = arr.error {
-            f.problems.push(Problem {
-                offset: e.offset,
-                reason: format!("malformed JSON: {} (rest of the file ignored)", e.message),
-            });
-        }
+        f.problems.extend(arr.errors.iter().map(malformed));
+        f.problems.sort_by_key(|p| p.offset);
         f.entries.shrink_to_fit();
         f.by_domain = index_of(
             f.entries

@@ -562,7 +562,7 @@ mod tests {
                 ),
             ),
             (
-                // A syntax error before the second web1: only the first one counts.
+                // A syntax error between the web1 entries: only the broken entry is dropped.
                 "br2.status",
                 format!(
                     "[{}, {{\"ip-address\": \"10.2.0.1\" \"hostname\": \"zz\"}}, {}]",
@@ -735,6 +735,7 @@ mod tests {
         assert_eq!(
             ask("web1", Service::Libvirt),
             found(&[
+                v4("10.2.0.3"),
                 v4("10.2.0.2"),
                 v4("10.0.0.1"),
                 v6("fd00::1"),
@@ -765,6 +766,103 @@ mod tests {
         assert_eq!(ask("vm10", Service::Guest), found(&[v4("10.8.1.250")]));
         assert_eq!(ask("VM1", Service::Guest), found(&[v4("10.8.1.101")]));
         fs::remove_dir_all(&big).unwrap();
+    }
+
+    /// Files of several read chunks: names across chunk boundaries, entries longer than
+    /// the first window around a hit (on both sides of it), a broken entry, entries on one
+    /// line; every lookup on the cold path answers as the full parse, and as built.
+    #[test]
+    fn cold_reads_in_chunks_answer_as_the_full_parse() {
+        use crate::cache::CHUNK;
+        let tmp = std::env::temp_dir().join(format!("nss-chunks-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).unwrap();
+        let n = 3000;
+        let long = "x".repeat(3000);
+        let (mut status, mut macs) = (String::from("[\n"), String::from("[\n"));
+        let (mut status_edge, mut macs_edge) = (CHUNK, CHUNK);
+        let mut straddling = Vec::new();
+        // Appends an entry whose key starts `at` bytes into it; pads before it so that the
+        // key straddles the next chunk boundary when the entry would cross it.
+        let mut push = |text: &mut String, edge: &mut usize, entry: String, at: usize, i| {
+            let start = text.len() + at;
+            if start + 3 <= *edge && *edge < text.len() + entry.len() {
+                text.push_str(&" ".repeat(*edge - 3 - start));
+                straddling.push(i);
+            }
+            if text.len() + entry.len() > *edge {
+                *edge += CHUNK;
+            }
+            text.push_str(&entry);
+        };
+        for i in 0..n {
+            let sep = if i + 1 == n {
+                "\n"
+            } else if i % 9 == 0 {
+                ", "
+            } else {
+                ",\n"
+            };
+            let client = if i % 50 == 7 { long.as_str() } else { "01:02" };
+            let tail = if i % 50 == 8 { long.as_str() } else { "" };
+            let pre = format!(
+                r#"  {{"ip-address": "10.7.{}.{}", "mac-address": "52:54:00:07:{:02x}:{:02x}", "client-id": "{client}", "hostname": ""#,
+                i / 250,
+                i % 250 + 1,
+                i / 256,
+                i % 256
+            );
+            let mut entry = format!(
+                r#"{pre}h-{i:05}", "expiry-time": {}, "tail": "{tail}"}}{sep}"#,
+                NOW + i as i64
+            );
+            if i == 77 {
+                // broken: no comma between two members
+                entry = entry.replacen(r#"", "expiry-time""#, r#"" "expiry-time""#, 1);
+            }
+            push(&mut status, &mut status_edge, entry, pre.len(), i);
+            let pre = r#"  {"domain": ""#;
+            let entry = format!(
+                r#"{pre}d-{i:05}", "macs": ["52:54:00:07:{:02x}:{:02x}"]}}{sep}"#,
+                i / 256,
+                i % 256
+            );
+            push(&mut macs, &mut macs_edge, entry, pre.len(), i);
+        }
+        status.push(']');
+        macs.push(']');
+        assert!(status.len() > 4 * CHUNK && macs.len() > 2 * CHUNK);
+        fs::write(tmp.join("big.status"), &status).unwrap();
+        fs::write(tmp.join("big.macs"), &macs).unwrap();
+        assert!(straddling.len() >= 4, "{straddling:?}");
+        let full = snapshot_uncached(&tmp).unwrap();
+        let mut names: Vec<usize> = (0..n)
+            .step_by(23)
+            .chain([7, 8, 57, 58, 77, n - 1])
+            .collect();
+        names.extend(&straddling);
+        for i in names {
+            for (service, name) in [
+                (Service::Libvirt, format!("h-{i:05}")),
+                (Service::Guest, format!("D-{i:05}")),
+            ] {
+                let snap = Cache::new().snapshot_for(&tmp, service, &name).unwrap();
+                let cold = answer(&snap, &name, service, Family::Any, NOW);
+                assert_eq!(
+                    cold,
+                    answer(&full, &name, service, Family::Any, NOW),
+                    "{name}"
+                );
+                let ip = v4(&format!("10.7.{}.{}", i / 250, i % 250 + 1));
+                let want = if i == 77 {
+                    Answer::NotFound
+                } else {
+                    found(&[ip])
+                };
+                assert_eq!(cold, want, "{name}");
+            }
+        }
+        fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]
@@ -890,11 +988,21 @@ mod tests {
             .expect("a lookup hung on the FIFO");
         assert_eq!(
             cold,
-            found(&[v4("10.2.0.2"), v4("10.0.0.1"), v4("10.0.0.12")])
+            found(&[
+                v4("10.2.0.3"),
+                v4("10.2.0.2"),
+                v4("10.0.0.1"),
+                v4("10.0.0.12")
+            ])
         );
         assert_eq!(
             libvirt,
-            found(&[v4("10.2.0.2"), v4("10.0.0.1"), v4("10.0.0.12")])
+            found(&[
+                v4("10.2.0.3"),
+                v4("10.2.0.2"),
+                v4("10.0.0.1"),
+                v4("10.0.0.12")
+            ])
         );
         assert_eq!(
             unusable,

@@ -1,11 +1,14 @@
-//! The cold path's prefilter: search a lease file's bytes for the name (or a domain's MACs)
-//! and JSON-parse only the entries where it occurs; entries before them are only
-//! syntax-checked, without allocating, so that the answer is the full parse's. A lookup
-//! in a one-shot process (ssh, getent) parses a few entries, not every lease.
+//! The cold path's prefilter: search a lease file for the name (or a domain's MACs) and
+//! JSON-parse only the entries where it occurs, found by looking back from each occurrence
+//! to the entry start before it ([`crate::json`]'s module doc: the full parse returns the
+//! same entries, whatever the rest of the file holds). A lookup in a one-shot process (ssh,
+//! getent) reads each file once, in chunks into one small buffer (no page faults for a
+//! buffer the size of the file), searches it at memchr's speed, and reads again and parses
+//! only a small window around each occurrence.
 
 use std::sync::Arc;
 
-use crate::json;
+use crate::json::{self, Lexer};
 use crate::leases::{MacsFile, StatusFile};
 use crate::lookup::{Content, Kind};
 use crate::work;
@@ -16,35 +19,230 @@ pub const MAX_NEEDLES: usize = 16;
 /// More hits than this in one file and a lookup parses it in full (a short name that
 /// occurs everywhere): the hit list stays small.
 pub(crate) const MAX_HITS: usize = 1024;
+/// The first window read around a hit: this much before it, [`FORWARD`] from it; each is
+/// doubled while the entry start or the entry's end lies beyond it.
+const BACK: usize = 512;
+const FORWARD: usize = 1024;
+/// Most window bytes read in one file (long entries, many hits); past it the file is
+/// parsed in full, so that a lookup's work stays linear in the file.
+const WINDOW_BUDGET: usize = 4 << 20;
 
-/// The cold path: only the entries of `bytes` where one of `needles` (ASCII lower-case)
-/// occurs, parsed as [`parse`] would parse them (same offsets; an entry after a syntax
-/// error is dropped as there), so that a lookup of one of the needles answers exactly as
-/// from the full parse. `Some(None)`: no needle occurs, nothing can match. `None`: use the
-/// full parse: more than [`MAX_NEEDLES`] needles, the file holds a backslash (an escape
-/// such as `\u0066` can spell a name without its bytes), a needle is empty, or there are
-/// too many hits.
+/// The bytes of a file from any offset: the windows around hits.
+pub trait Source {
+    /// Replaces `out` with the bytes from `from` to `to`, fewer at the end of the file;
+    /// false if they cannot be read.
+    fn fetch(&mut self, from: usize, to: usize, out: &mut Vec<u8>) -> bool;
+}
+
+impl Source for &[u8] {
+    fn fetch(&mut self, from: usize, to: usize, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if let Some(b) = self.get(from.min(self.len())..to.min(self.len())) {
+            out.extend_from_slice(b);
+        }
+        true
+    }
+}
+
+/// The cold path on a file's bytes: only the entries where one of `needles` (ASCII
+/// lower-case) occurs, parsed as [`crate::cache::parse`] parses them (the same entries at
+/// the same offsets), so that a lookup of one of the needles answers exactly as from the
+/// full parse. `Some(None)`: no needle occurs, nothing can match. `None`: use the full
+/// parse: more than [`MAX_NEEDLES`] needles, the file holds a backslash (an escape such as
+/// `\u0066` can spell a name without its bytes), a needle is empty, too many hits, or the
+/// windows around them grew past [`WINDOW_BUDGET`].
 pub fn parse_containing(bytes: &[u8], kind: Kind, needles: &[String]) -> Option<Option<Content>> {
     // memchr picks its SIMD code by CPUID on first use, once per process: ~2 µs per CPUID
     // in a VM, about 15 µs in all (an interleaved CPU-time series at 10 leases had ours
     // ~3% above libvirt's module with it). Small files are scanned without it.
-    let simd = bytes.len() >= SIMD_MIN_BYTES;
-    if needles.len() > MAX_NEEDLES
-        || has_backslash(bytes, simd)
-        || needles.iter().any(|n| n.is_empty())
-    {
+    let mut hits = Hits::new(needles, bytes.len() >= SIMD_MIN_BYTES)?;
+    if !hits.search(bytes, 0) {
         return None;
     }
-    let mut hits = hits_of(bytes, needles, simd)?;
+    entries(kind, hits.into_sorted(), &mut &*bytes)
+}
+
+/// The occurrences of the needles in a file searched chunk by chunk (see [`Hits::search`]).
+pub struct Hits<'n> {
+    needles: &'n [String],
+    simd: bool,
+    found: Vec<usize>,
+}
+
+impl<'n> Hits<'n> {
+    /// None when the cold path does not apply (see [`parse_containing`]). `simd`: the file
+    /// is large enough for memchr.
+    pub fn new(needles: &'n [String], simd: bool) -> Option<Hits<'n>> {
+        if needles.len() > MAX_NEEDLES || needles.iter().any(|n| n.is_empty()) {
+            return None;
+        }
+        // one scan of the file per needle, however many chunks it is read in
+        work::scanned(needles.len() as u64);
+        Some(Hits {
+            needles,
+            simd,
+            found: Vec::new(),
+        })
+    }
+
+    /// How many bytes of the previous chunk the next one must repeat at its start, so that
+    /// an occurrence across the boundary is found.
+    pub fn overlap(&self) -> usize {
+        self.needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1
+    }
+
+    /// Searches `chunk`, the file's bytes from `base`; false when the cold path does not
+    /// apply (a backslash, too many hits): parse the file in full.
+    pub fn search(&mut self, chunk: &[u8], base: usize) -> bool {
+        if has_backslash(chunk, self.simd) {
+            return false;
+        }
+        let Some(hits) = hits_of(chunk, self.needles, self.simd) else {
+            return false;
+        };
+        self.found.extend(hits.into_iter().map(|h| base + h));
+        // (an occurrence in a repeated overlap may be found twice: counted twice here)
+        self.found.len() <= 2 * MAX_HITS
+    }
+
+    /// The hits, ascending, each once.
+    pub fn into_sorted(mut self) -> Vec<usize> {
+        self.found.sort_unstable();
+        self.found.dedup();
+        self.found
+    }
+}
+
+/// The entries holding `hits` (file offsets, ascending), parsed from windows of `src`
+/// around each: see [`parse_containing`].
+pub fn entries(kind: Kind, hits: Vec<usize>, src: &mut impl Source) -> Option<Option<Content>> {
     if hits.is_empty() {
         return Some(None);
     }
-    hits.sort_unstable();
-    let arr = json::parse_array_containing(bytes, &hits);
+    if hits.len() > MAX_HITS {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let mut window = Vec::new();
+    let mut budget = WINDOW_BUDGET;
+    // Hits below `covered` are in the entry parsed last; `last` is its start.
+    let mut covered = 0;
+    let mut last = None;
+    for &hit in &hits {
+        if hit < covered {
+            continue;
+        }
+        let (mut back, mut forward) = (BACK, FORWARD);
+        loop {
+            let from = hit.saturating_sub(back);
+            let to = hit + forward;
+            budget = budget.checked_sub(to - from)?;
+            if !src.fetch(from, to, &mut window) || window.len() <= hit - from {
+                // unreadable, or shorter than when it was searched
+                return None;
+            }
+            let at_end = window.len() < to - from;
+            let start = match entry_start(&window, hit - from, from == 0) {
+                Start::NeedMore => {
+                    back *= 2;
+                    continue;
+                }
+                Start::None => break,
+                Start::At(s) => s,
+            };
+            if last == Some(from + start) {
+                break;
+            }
+            let parsed = json::entry_at(&window, start);
+            let reached = match &parsed {
+                Ok((_, end)) => *end,
+                Err(e) => e.offset,
+            };
+            // The parse may have stopped for want of bytes past the window (a literal is
+            // at most 5 bytes): read more.
+            if !at_end && reached + 8 > window.len() {
+                forward *= 2;
+                continue;
+            }
+            last = Some(from + start);
+            if let Ok((v, end)) = parsed {
+                covered = from + end;
+                if from + end > hit {
+                    elements.push((from + start, v));
+                }
+            }
+            break;
+        }
+    }
+    let arr = json::Array {
+        elements,
+        errors: Vec::new(),
+    };
     Some(Some(match kind {
         Kind::Status => Content::Status(Arc::new(StatusFile::from_array(arr))),
         Kind::Macs => Content::Macs(Arc::new(MacsFile::from_array(arr))),
     }))
+}
+
+/// Where [`entry_start`] found the entry start.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    At(usize),
+    /// There is none before the hit.
+    None,
+    /// The window does not reach back far enough to tell.
+    NeedMore,
+}
+
+/// The entry start nearest at or before `hit` in `window` (offsets in it; `at_file_start`:
+/// it starts at the file's start), looking back line by line: a line starts outside strings
+/// (see [`crate::json`]), so each line is lexed once, from its start. A `{` that is the
+/// first non-blank byte of its line is an entry start if the last non-blank byte of the
+/// nearest earlier line that has one is a `,` or `[` outside strings.
+fn entry_start(window: &[u8], hit: usize, at_file_start: bool) -> Start {
+    // A `{` first on a later line, waiting for the last non-blank byte before it.
+    let mut pending: Option<usize> = None;
+    // The line's bytes end here (exclusive): at the hit (inclusive) for the first line.
+    let mut end = hit + 1;
+    let mut first = true;
+    loop {
+        let before = if first { hit } else { end };
+        let start = match window[..before].iter().rposition(|&c| c == b'\n') {
+            Some(nl) => nl + 1,
+            None if at_file_start => 0,
+            None => return Start::NeedMore,
+        };
+        let mut lexer = Lexer::at_line_start(start);
+        let mut candidate = None;
+        let mut first_brace = None;
+        for (i, &c) in window[start..end].iter().enumerate() {
+            match lexer.starts_entry(c) {
+                Some(true) => candidate = Some(start + i),
+                None if first_brace.is_none() => first_brace = Some(start + i),
+                _ => {}
+            }
+            lexer.step(c);
+        }
+        if let Some(p) = pending {
+            match lexer.last() {
+                Some((c, outside)) if outside && (c == b',' || c == b'[') => return Start::At(p),
+                Some(_) => pending = None,
+                None => {}
+            }
+        }
+        if let Some(c) = candidate {
+            return Start::At(c);
+        }
+        if pending.is_none() {
+            pending = first_brace;
+        }
+        if start == 0 {
+            // the file's start (at_file_start): nothing before a pending `{`
+            return Start::None;
+        }
+        end = start - 1;
+        first = false;
+    }
 }
 
 /// Every offset where one of `needles` (lower-case) occurs in `bytes`, ASCII
@@ -65,7 +263,6 @@ fn hits_of(bytes: &[u8], needles: &[String], simd: bool) -> Option<Vec<usize>> {
     // the folding search.
     let mut upper = None;
     for n in needles {
-        work::scanned(1);
         let needle = n.as_bytes();
         let complete = if !simd {
             for_each_ci(bytes, needle, &mut push)

@@ -1,5 +1,7 @@
 //! Any bytes as a `<bridge>.status` lease file: the parser must not panic, hang or recurse
-//! without bound, and what it returns must be consistent with the input.
+//! without bound, and what it returns must be consistent with the input; the cold path (only
+//! the entries where a name occurs, found from the entry start before it) must find for a
+//! name or MAC exactly the leases the full parse finds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     for (off, _) in &arr.elements {
         assert!(*off < data.len());
     }
-    if let Some(e) = &arr.error {
+    for e in &arr.errors {
         assert!(e.offset <= data.len());
     }
     let f = StatusFile::parse(data);
@@ -39,6 +41,19 @@ fuzz_target!(|data: &[u8]| {
                     f.with_hostname(&lc)
                         .map(|l| l.offset)
                         .eq(cold.with_hostname(&lc).map(|l| l.offset))
+                );
+            }
+        }
+        // the same for a lease's MAC (what a libvirt_guest lookup searches for)
+        if let Some(m) = &l.mac {
+            if let Some(cold) = parse_containing(data, Kind::Status, &[m.clone()]) {
+                let Some(Content::Status(cold)) = cold else {
+                    panic!("cold path missed {m:?}");
+                };
+                assert!(
+                    f.with_mac(m)
+                        .map(|l| l.offset)
+                        .eq(cold.with_mac(m).map(|l| l.offset))
                 );
             }
         }
