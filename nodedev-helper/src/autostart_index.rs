@@ -9,7 +9,7 @@
 //! Why it cannot answer stale: a config is taken from the index only when its key (inode,
 //! size, mtime, ctime) is unchanged — any write changes ctime, a rename-over changes the
 //! inode. A file changed within [`RACY_NS`] of the index being written might change again in
-//! the same clock tick without a new key, so such entries are stored as unknown (`?`) and read
+//! the same clock tick without a new key, so such entries are stored as unknown and read
 //! on the next run. When the directory's own key is unchanged (not racy either), no entry was
 //! added, removed or renamed, and the listing itself is skipped.
 //!
@@ -25,14 +25,19 @@
 //! writable by group/others) — it is ignored and rebuilt; failing to write it is not an error.
 //! It lives in /run (tmpfs), so it starts empty at boot.
 //!
-//! Format (text, one record per line):
+//! Format: the line `nodedev-helper autostart index 3`, then fixed-size binary records, so
+//! that a run reads them without parsing text (decimal keys and ranges were a third of a
+//! `pre define` besides the `fstatat`s). Integers are in the byte order of the host that wrote
+//! them: the index never leaves that host (/run is per machine and per boot).
 //! ```text
-//! nodedev-helper autostart index 2
-//! dir INO SIZE MTIME_NS CTIME_NS          (or `dir -`: the directory must be listed)
-//! UUID INO SIZE MTIME_NS CTIME_NS -       (not an auto-start vfio_ap device)
-//! UUID INO SIZE MTIME_NS CTIME_NS A ADAPTERS DOMAINS   (decimal ranges, `.` when empty)
-//! UUID ?                                  (read it next time: racy, unreadable or malformed)
+//! COUNT                       u64: the number of entry records
+//! FLAG KEY                    the directory: FLAG u64 1 and its key, or all zero (list it)
+//! UUID STATE 0 0 0 KEY ADAPTERS DOMAINS     COUNT times, sorted by UUID, 136 bytes each
 //! ```
+//! KEY is INO, SIZE, MTIME_NS, CTIME_NS (4 × u64); UUID the config's name (36 ASCII bytes);
+//! STATE 0 = unknown (read it next time: racy, unreadable or malformed; KEY and masks zero),
+//! 1 = not an auto-start vfio_ap device (masks zero), 2 = auto-start with ADAPTERS and
+//! DOMAINS (32 bytes each, in the kernel's mask order). Anything else is malformed.
 
 use std::collections::HashMap;
 use std::fs;
@@ -46,7 +51,7 @@ use crate::mdev::{self, BadConfig, DeviceConfig, Matrix, VFIO_AP_TYPE};
 use crate::root::Root;
 use crate::sysfs::HostError;
 
-const HEADER: &str = "nodedev-helper autostart index 2";
+const HEADER: &[u8] = b"nodedev-helper autostart index 3\n";
 
 /// Changes younger than this (at the time the index is written) are not trusted: file system
 /// timestamps are taken from a coarse clock (up to a jiffy, and 1 s or 2 s on some file
@@ -56,7 +61,7 @@ pub const RACY_NS: i64 = 2_000_000_000;
 /// mdevctl configs are a few hundred bytes; anything this large is not one.
 const CONFIG_CAP: usize = mdev::CONFIG_MAX;
 
-/// The index holds one line of at most about 100 bytes per config.
+/// The index holds one record of 136 bytes per config.
 const INDEX_MAX: usize = 16 << 20;
 
 /// A config's name: a UUID, kept inline (no allocation for each of 1,000 configs per run).
@@ -154,139 +159,102 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// A decimal number of at most 19 digits (no sign: the index never holds negative ones).
-fn num(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 19 {
+/// Bytes of a [`FileKey`] in the index: INO, SIZE, MTIME_NS, CTIME_NS.
+const KEY_LEN: usize = 32;
+/// The directory record: FLAG (8 bytes; 1: KEY is the directory's, 0: list it) and KEY.
+const DIR_LEN: usize = 8 + KEY_LEN;
+/// An entry record: UUID (36), STATE (1), 3 zero bytes, KEY, ADAPTERS (32), DOMAINS (32).
+const ENTRY_LEN: usize = 36 + 4 + KEY_LEN + 64;
+/// STATE of an entry record.
+const UNKNOWN: u8 = 0;
+const OTHER: u8 = 1;
+const AUTO: u8 = 2;
+
+/// The 8 bytes at `at` (callers pass ranges inside records of a checked length).
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_ne_bytes(a)
+}
+
+fn key_from(b: &[u8]) -> FileKey {
+    FileKey {
+        ino: u64_at(b, 0),
+        size: u64_at(b, 8),
+        mtime_ns: u64_at(b, 16) as i64,
+        ctime_ns: u64_at(b, 24) as i64,
+    }
+}
+
+fn key_bytes(k: &FileKey) -> [u8; KEY_LEN] {
+    let mut b = [0u8; KEY_LEN];
+    b[0..8].copy_from_slice(&k.ino.to_ne_bytes());
+    b[8..16].copy_from_slice(&k.size.to_ne_bytes());
+    b[16..24].copy_from_slice(&k.mtime_ns.to_ne_bytes());
+    b[24..32].copy_from_slice(&k.ctime_ns.to_ne_bytes());
+    b
+}
+
+fn mask_from(b: &[u8]) -> Mask {
+    let mut a = [0u8; 32];
+    a.copy_from_slice(b);
+    Mask::from_bytes(a)
+}
+
+fn zero(b: &[u8]) -> bool {
+    b.iter().all(|&c| c == 0)
+}
+
+/// The directory record and the entry records of an index, when its header, count and
+/// length agree (so a truncated index is never taken for a shorter one).
+fn parse_head(bytes: &[u8]) -> Option<(Option<FileKey>, std::slice::ChunksExact<'_, u8>)> {
+    let rest = bytes.strip_prefix(HEADER)?;
+    if rest.len() < 8 + DIR_LEN {
         return None;
     }
-    b.iter().try_fold(0u64, |n, &c| {
-        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
-    })
-}
-
-/// Decimal ranges as [`Mask::ranges`] prints them (`.` for empty).
-fn parse_ranges(s: &[u8]) -> Option<Mask> {
-    let mut m = Mask::EMPTY;
-    if s == b"." {
-        return Some(m);
+    let count = u64_at(rest, 0);
+    let body = &rest[8 + DIR_LEN..];
+    if body.len() as u64 != count.checked_mul(ENTRY_LEN as u64)? {
+        return None;
     }
-    for part in s.split(|&c| c == b',') {
-        let (a, b) = match part.iter().position(|&c| c == b'-') {
-            Some(i) => (&part[..i], &part[i + 1..]),
-            None => (part, part),
-        };
-        let (a, b) = (u8::try_from(num(a)?).ok()?, u8::try_from(num(b)?).ok()?);
-        if a > b {
-            return None;
-        }
-        for bit in a..=b {
-            m.set(bit);
-        }
-    }
-    Some(m)
-}
-
-fn ranges(m: &Mask) -> String {
-    let r = m.ranges();
-    if r.is_empty() { ".".into() } else { r }
-}
-
-/// The fields of one index line (or the lines of the index): `slice::split` on one byte,
-/// with the separator compared inline — this runs over every byte of the index on every
-/// `pre define`, where a function pointer per byte was a tenth of the run.
-#[derive(Clone)]
-struct Fields<'a> {
-    rest: Option<&'a [u8]>,
-    sep: u8,
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let r = self.rest?;
-        match r.iter().position(|&c| c == self.sep) {
-            Some(i) => {
-                self.rest = Some(&r[i + 1..]);
-                Some(&r[..i])
-            }
-            None => {
-                self.rest = None;
-                Some(r)
-            }
-        }
-    }
-}
-
-fn fields(line: &[u8]) -> Fields<'_> {
-    Fields {
-        rest: Some(line),
-        sep: b' ',
-    }
-}
-
-fn parse_key(f: &mut Fields<'_>) -> Option<FileKey> {
-    Some(FileKey {
-        ino: num(f.next()?)?,
-        size: num(f.next()?)?,
-        mtime_ns: i64::try_from(num(f.next()?)?).ok()?,
-        ctime_ns: i64::try_from(num(f.next()?)?).ok()?,
-    })
-}
-
-fn fmt_key(k: &FileKey) -> String {
-    format!("{} {} {} {}", k.ino, k.size, k.mtime_ns, k.ctime_ns)
-}
-
-/// The header and `dir` line of an index; the rest are entry lines.
-fn parse_head(text: &[u8]) -> Option<(Option<FileKey>, Fields<'_>)> {
-    let mut lines = Fields {
-        rest: Some(text.strip_suffix(b"\n")?),
-        sep: b'\n',
+    let d = &rest[8..8 + DIR_LEN];
+    let dir = match u64_at(d, 0) {
+        0 if zero(&d[8..]) => None,
+        1 => Some(key_from(&d[8..])),
+        _ => return None,
     };
-    if lines.next()? != HEADER.as_bytes() {
-        return None;
-    }
-    let mut f = fields(lines.next()?);
-    if f.next()? != b"dir" {
-        return None;
-    }
-    let dir = match f.clone().next()? {
-        b"-" => None,
-        _ => Some(parse_key(&mut f)?),
-    };
-    Some((dir, lines))
+    Some((dir, body.chunks_exact(ENTRY_LEN)))
 }
 
-/// One entry line; `None` when malformed.
-fn parse_entry(line: &[u8]) -> Option<Entry> {
-    let mut f = fields(line);
-    let uuid = Uuid::parse(f.next()?)?;
-    let (key, state) = if f.clone().next()? == b"?" {
-        (None, State::Unknown)
-    } else {
-        let key = parse_key(&mut f)?;
-        let state = match f.next()? {
-            b"-" => State::Other,
-            b"A" => State::Auto {
-                adapters: parse_ranges(f.next()?)?,
-                domains: parse_ranges(f.next()?)?,
+/// One entry record (`ENTRY_LEN` bytes); `None` when malformed (unused fields must be zero).
+fn parse_entry(r: &[u8]) -> Option<Entry> {
+    let uuid = Uuid::parse(&r[..36])?;
+    let (key, masks) = (&r[40..40 + KEY_LEN], &r[40 + KEY_LEN..]);
+    if !zero(&r[37..40]) {
+        return None;
+    }
+    let (key, state) = match r[36] {
+        UNKNOWN if zero(key) && zero(masks) => (None, State::Unknown),
+        OTHER if zero(masks) => (Some(key_from(key)), State::Other),
+        AUTO => (
+            Some(key_from(key)),
+            State::Auto {
+                adapters: mask_from(&masks[..32]),
+                domains: mask_from(&masks[32..]),
             },
-            _ => return None,
-        };
-        (Some(key), state)
+        ),
+        _ => return None,
     };
     Some(Entry { uuid, key, state })
 }
 
 impl Index {
-    /// `None` for anything but a well-formed index: it is rebuilt then. (Parsed on bytes:
-    /// this runs for every config on every `pre define`.)
-    fn parse(text: &[u8]) -> Option<Index> {
-        let (dir, lines) = parse_head(text)?;
-        let mut entries: Vec<Entry> = Vec::new();
-        for line in lines {
-            let e = parse_entry(line)?;
+    /// `None` for anything but a well-formed index: it is rebuilt then.
+    fn parse(bytes: &[u8]) -> Option<Index> {
+        let (dir, records) = parse_head(bytes)?;
+        let mut entries: Vec<Entry> = Vec::with_capacity(records.len());
+        for r in records {
+            let e = parse_entry(r)?;
             // sorted and unique: what `render` produces
             if entries.last().is_some_and(|l| l.uuid >= e.uuid) {
                 return None;
@@ -296,29 +264,35 @@ impl Index {
         Some(Index { dir, entries })
     }
 
-    /// The text of this index, written at time `now`: racy keys are dropped.
-    fn render(&self, now: i64) -> String {
+    /// The bytes of this index, written at time `now`: racy keys are dropped.
+    fn render(&self, now: i64) -> Vec<u8> {
         let fresh = |k: &FileKey| k.changed_ns() <= now - RACY_NS;
-        let mut out = format!("{HEADER}\n");
+        let mut out =
+            Vec::with_capacity(HEADER.len() + 8 + DIR_LEN + self.entries.len() * ENTRY_LEN);
+        out.extend_from_slice(HEADER);
+        out.extend_from_slice(&(self.entries.len() as u64).to_ne_bytes());
         match self.dir.filter(fresh) {
-            Some(k) => out.push_str(&format!("dir {}\n", fmt_key(&k))),
-            None => out.push_str("dir -\n"),
+            Some(k) => {
+                out.extend_from_slice(&1u64.to_ne_bytes());
+                out.extend_from_slice(&key_bytes(&k));
+            }
+            None => out.extend_from_slice(&[0; DIR_LEN]),
         }
         for e in &self.entries {
+            out.extend_from_slice(&e.uuid.0);
             match (&e.key, &e.state) {
                 (Some(k), State::Other) if fresh(k) => {
-                    out.push_str(&format!("{} {} -\n", e.uuid, fmt_key(k)));
+                    out.extend_from_slice(&[OTHER, 0, 0, 0]);
+                    out.extend_from_slice(&key_bytes(k));
+                    out.extend_from_slice(&[0; 64]);
                 }
                 (Some(k), State::Auto { adapters, domains }) if fresh(k) => {
-                    out.push_str(&format!(
-                        "{} {} A {} {}\n",
-                        e.uuid,
-                        fmt_key(k),
-                        ranges(adapters),
-                        ranges(domains)
-                    ));
+                    out.extend_from_slice(&[AUTO, 0, 0, 0]);
+                    out.extend_from_slice(&key_bytes(k));
+                    out.extend_from_slice(&adapters.to_bytes());
+                    out.extend_from_slice(&domains.to_bytes());
                 }
-                _ => out.push_str(&format!("{} ?\n", e.uuid)),
+                _ => out.extend_from_slice(&[0; 4 + KEY_LEN + 64]),
             }
         }
         out
@@ -373,7 +347,7 @@ fn store(path: &Path, index: &Index) {
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(&text)?;
         fs::rename(&tmp, path)
     })();
     if ok.is_err() {
@@ -454,17 +428,17 @@ fn refresh(
 fn unchanged(
     dir: &Dir,
     dkey: FileKey,
-    text: &[u8],
+    index: &[u8],
     keep: &mut dyn FnMut(&Autostart) -> bool,
 ) -> Option<Vec<Autostart>> {
-    let (dir_key, lines) = parse_head(text)?;
+    let (dir_key, records) = parse_head(index)?;
     if dir_key != Some(dkey) {
         return None;
     }
     let mut out = Vec::new();
     let mut last: Option<Uuid> = None;
-    for line in lines {
-        let e = parse_entry(line)?;
+    for r in records {
+        let e = parse_entry(r)?;
         if last.is_some_and(|l| l >= e.uuid) {
             return None;
         }
@@ -655,14 +629,18 @@ mod tests {
         fs::write(dir.join(uuid(1)), config(1, 1, "auto")).unwrap();
         let d = Dir::open(&dir).unwrap().unwrap();
         // an index older than the racy window, claiming other contents for the same key
-        let k = d.stat(&uuid(1)).unwrap().unwrap();
-        let dk = d.key().unwrap();
-        let forged = format!(
-            "{HEADER}\ndir {}\n{} {} A 5 5\n",
-            fmt_key(&dk),
-            uuid(1),
-            fmt_key(&k)
-        );
+        let forged = Index {
+            dir: Some(d.key().unwrap()),
+            entries: vec![Entry {
+                uuid: Uuid::parse(uuid(1).as_bytes()).unwrap(),
+                key: d.stat(&uuid(1)).unwrap(),
+                state: State::Auto {
+                    adapters: Mask::EMPTY.with(5),
+                    domains: Mask::EMPTY.with(5),
+                },
+            }],
+        }
+        .render(i64::MAX / 2);
         let ip = root.autostart_index();
         fs::create_dir_all(ip.parent().unwrap()).unwrap();
         fs::write(&ip, &forged).unwrap();
@@ -672,11 +650,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&ip, fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(via_index(&root), vec![(uuid(1), "1".into(), "1".into())]);
-        // garbage: ignored and rebuilt
-        fs::write(&ip, "nodedev-helper autostart index 2\ndir 1 2\n").unwrap();
-        assert_eq!(via_index(&root), vec![(uuid(1), "1".into(), "1".into())]);
-        let text = fs::read_to_string(&ip).unwrap();
-        assert!(text.starts_with(HEADER), "{text}");
+        // garbage, and the previous format: ignored and rebuilt
+        for junk in [
+            &b"nodedev-helper autostart index 3\ndir 1 2\n"[..],
+            b"nodedev-helper autostart index 2\ndir -\n",
+        ] {
+            fs::write(&ip, junk).unwrap();
+            assert_eq!(via_index(&root), vec![(uuid(1), "1".into(), "1".into())]);
+            let bytes = fs::read(&ip).unwrap();
+            assert!(bytes.starts_with(HEADER) && Index::parse(&bytes).is_some());
+        }
     }
 
     #[test]
@@ -694,20 +677,31 @@ mod tests {
             assert!(s.broken[0].path.ends_with(uuid(2)));
             s.index.save();
         }
-        let text = fs::read_to_string(root.autostart_index()).unwrap();
+        let stored = Index::parse(&fs::read(root.autostart_index()).unwrap()).unwrap();
         // just written files are racy: nothing trusted yet
-        assert!(text.contains("dir -\n"), "{text}");
-        assert!(text.contains(&format!("{} ?\n", uuid(1))), "{text}");
+        assert_eq!(stored.dir, None);
+        let states: Vec<(String, Option<FileKey>, State)> = stored
+            .entries
+            .into_iter()
+            .map(|e| (e.uuid.to_string(), e.key, e.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (uuid(1), None, State::Unknown),
+                (uuid(2), None, State::Unknown)
+            ]
+        );
     }
 
-    /// The index a run long after the last write would have stored (no racy entries), as
-    /// text: the state in which [`unchanged`] answers without reading any config.
-    fn settled_index(root: &Root) -> String {
+    /// The index a run long after the last write would have stored (no racy entries): the
+    /// state in which `unchanged` answers without reading any config.
+    fn settled_index(root: &Root) -> Index {
         let _ = fs::remove_file(root.autostart_index());
         let Pending(Some((_, index))) = scan(root, &mut |_| true).unwrap().index else {
             panic!("a scan without an index rebuilds it");
         };
-        index.render(i64::MAX / 2)
+        index
     }
 
     #[test]
@@ -719,15 +713,15 @@ mod tests {
         fs::write(dir.join(uuid(1)), config(1, 1, "auto")).unwrap();
         fs::write(dir.join(uuid(2)), config(2, 2, "manual")).unwrap();
         fs::write(dir.join(uuid(3)), config(3, 3, "auto")).unwrap();
-        let text = settled_index(&root);
+        let bytes = settled_index(&root).render(i64::MAX / 2);
         let d = Dir::open(&dir).unwrap().unwrap();
-        let all = |t: &str| unchanged(&d, d.key().unwrap(), t.as_bytes(), &mut |_| true);
-        let got = all(&text).expect("nothing changed: the fast path answers");
+        let all = |b: &[u8]| unchanged(&d, d.key().unwrap(), b, &mut |_| true);
+        let got = all(&bytes).expect("nothing changed: the fast path answers");
         let uuids: Vec<String> = got.iter().map(|a| a.uuid.to_string()).collect();
         assert_eq!(uuids, [uuid(1), uuid(3)]);
         assert_eq!(got[1].adapters, Mask::EMPTY.with(3));
         // the filter only selects
-        let none = unchanged(&d, d.key().unwrap(), text.as_bytes(), &mut |_| false);
+        let none = unchanged(&d, d.key().unwrap(), &bytes, &mut |_| false);
         assert_eq!(none, Some(Vec::new()));
 
         // rewritten in place by hand: same size, mtime set back to the same instant; only
@@ -750,11 +744,11 @@ mod tests {
             (after.len(), after.modified().unwrap(), after.ino()),
             (before.len(), before.modified().unwrap(), before.ino())
         );
-        assert_eq!(all(&text), None, "a changed ctime must end the fast path");
+        assert_eq!(all(&bytes), None, "a changed ctime must end the fast path");
         // the full path, given the same index, reads the edited config
         let ip = root.autostart_index();
         fs::create_dir_all(ip.parent().unwrap()).unwrap();
-        fs::write(&ip, &text).unwrap();
+        fs::write(&ip, &bytes).unwrap();
         let s = scan(&root, &mut |_| true).unwrap();
         let got: Vec<(String, String)> = s
             .autostart
@@ -769,25 +763,19 @@ mod tests {
                 (uuid(3), "3".into())
             ]
         );
-        // an unknown entry, a removed file, another directory version: the full path
-        let text = settled_index(&root);
-        assert!(all(&text).is_some());
-        let lines: Vec<&str> = text.lines().collect();
-        let with_unknown = format!(
-            "{}\n{}\n{} ?\n{}\n{}\n",
-            lines[0],
-            lines[1],
-            uuid(1),
-            lines[3],
-            lines[4]
-        );
-        assert_eq!(all(&with_unknown), None);
+        // an unknown entry, a removed file (another directory version): the full path
+        let mut settled = settled_index(&root);
+        assert!(all(&settled.render(i64::MAX / 2)).is_some());
+        settled.entries[0].key = None;
+        settled.entries[0].state = State::Unknown;
+        assert_eq!(all(&settled.render(i64::MAX / 2)), None);
+        let bytes = settled_index(&root).render(i64::MAX / 2);
         fs::remove_file(dir.join(uuid(3))).unwrap();
-        assert_eq!(all(&text), None, "a removal changes the directory's key");
+        assert_eq!(all(&bytes), None, "a removal changes the directory's key");
     }
 
     #[test]
-    fn index_text_roundtrips() {
+    fn index_roundtrips_and_any_damage_is_refused() {
         let k = FileKey {
             ino: 5,
             size: 100,
@@ -817,21 +805,43 @@ mod tests {
                 },
             ],
         };
-        let text = idx.render(10 * RACY_NS);
-        assert_eq!(Index::parse(text.as_bytes()), Some(idx), "{text}");
-        assert_eq!(parse_ranges(b"3-1"), None);
-        assert_eq!(parse_ranges(b"256"), None);
-        assert_eq!(parse_ranges(b"-1"), None);
-        assert_eq!(parse_ranges(b"1,"), None);
+        let bytes = idx.render(10 * RACY_NS);
         assert_eq!(
-            parse_ranges(b"0-2,9").map(|m| m.ranges()),
-            Some("0-2,9".into())
+            bytes.len(),
+            HEADER.len() + 8 + DIR_LEN + 3 * ENTRY_LEN,
+            "fixed-size records"
         );
-        // every truncation of a valid index is refused, never misread
-        for cut in 1..text.len() {
-            if text.as_bytes()[cut - 1] != b'\n' {
-                assert_eq!(Index::parse(&text.as_bytes()[..cut]), None, "cut at {cut}");
-            }
+        assert_eq!(Index::parse(&bytes), Some(idx));
+        // racy keys are not stored
+        let racy = Index::parse(&Index::parse(&bytes).unwrap().render(RACY_NS)).unwrap();
+        assert!(racy.dir.is_none() && racy.entries.iter().all(|e| e.key.is_none()));
+        // every truncation is refused (the count says how many records follow), never
+        // misread as a shorter index
+        for cut in 0..bytes.len() {
+            assert_eq!(Index::parse(&bytes[..cut]), None, "cut at {cut}");
         }
+        // unused fields must be zero, STATE one of three, UUIDs sorted and well-formed
+        let first = HEADER.len() + 8 + DIR_LEN;
+        let damaged = |at: usize, v: u8| {
+            let mut b = bytes.clone();
+            b[at] = v;
+            Index::parse(&b)
+        };
+        assert_eq!(damaged(first + 36, 3), None, "unknown STATE");
+        assert_eq!(damaged(first + 37, 1), None, "padding");
+        assert_eq!(
+            damaged(first + ENTRY_LEN + 40 + KEY_LEN, 1),
+            None,
+            "mask of OTHER"
+        );
+        assert_eq!(
+            damaged(first + 2 * ENTRY_LEN + 40, 1),
+            None,
+            "key of UNKNOWN"
+        );
+        assert_eq!(damaged(first + 8, b'x'), None, "UUID");
+        assert_eq!(damaged(first + ENTRY_LEN + 7, b'0'), None, "order");
+        assert_eq!(damaged(HEADER.len() + 8, 2), None, "directory FLAG");
+        assert!(damaged(first + 40, 9).is_some(), "a key is any number");
     }
 }

@@ -674,10 +674,17 @@ fn the_autostart_index_follows_every_change_of_the_configs() {
         (code(&o), text(&o.stderr))
     };
     assert_eq!(define(), (0, String::new()));
-    let index = h.read("run/nodedev-helper/autostart.index");
-    assert!(
-        index.contains(&format!("{U2} ")) && !index.contains(" ?"),
-        "configs older than 2 s are trusted:\n{index}"
+    // each config's record is its UUID, then STATE: 2 = auto-start, 0 = unknown (read it
+    // again next time); the layout is documented in autostart_index.rs
+    let index = fs::read(h.path("run/nodedev-helper/autostart.index")).unwrap();
+    let state = |u: &str| {
+        let at = index.windows(36).position(|w| w == u.as_bytes())?;
+        index.get(at + 36).copied()
+    };
+    assert_eq!(
+        (state(U2), state(U3)),
+        (Some(2), Some(2)),
+        "configs older than 2 s are trusted"
     );
     let conflict = |u: &str| (1, format!("APQN 2.43 is defined for autostart by {u}\n"));
 
