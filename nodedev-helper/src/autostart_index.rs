@@ -313,7 +313,7 @@ fn load(path: &Path) -> Option<Vec<u8>> {
     if !dir.is_dir() || !trusted(&dir) {
         return None;
     }
-    let f = fs::OpenOptions::new()
+    let mut f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
@@ -323,10 +323,23 @@ fn load(path: &Path) -> Option<Vec<u8>> {
         return None;
     }
     // sized from fstat: one read fills it and one more sees the end (a growing buffer would
-    // copy and fault in about 100 KB several times over, on every run)
-    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
-    f.take(INDEX_MAX as u64 + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() <= INDEX_MAX).then_some(bytes)
+    // copy and fault in its 136 KB several times over, on every run); the index is replaced
+    // by rename, never rewritten in place, so more bytes than fstat said is not ours
+    let mut bytes = vec![0u8; meta.len() as usize + 1];
+    let mut len = 0;
+    loop {
+        match f.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if len == bytes.len() {
+            return None;
+        }
+    }
+    bytes.truncate(len);
+    Some(bytes)
 }
 
 /// Best effort: tmpfs, no fsync (a lost index is only rebuilt).
