@@ -688,10 +688,21 @@ fn the_autostart_index_follows_every_change_of_the_configs() {
     );
     let conflict = |u: &str| (1, format!("APQN 2.43 is defined for autostart by {u}\n"));
 
-    // in place, same size: only the file's times tell
+    // in place by hand, same size, and the mtime put back (`touch -r`): same inode, size
+    // and mtime, only the ctime tells
     let same_size = auto(&[("assign_adapter", "2"), ("assign_domain", "43")]);
     assert_eq!(same_size.len(), free.len());
-    fs::write(h.path(&format!("etc/mdevctl.d/matrix/{U2}")), &same_size).unwrap();
+    let p2 = h.path(&format!("etc/mdevctl.d/matrix/{U2}"));
+    let before = fs::metadata(&p2).unwrap();
+    fs::write(&p2, &same_size).unwrap();
+    let f = fs::File::options().write(true).open(&p2).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+    let after = fs::metadata(&p2).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (after.ino(), after.len(), after.modified().unwrap()),
+        (before.ino(), before.len(), before.modified().unwrap())
+    );
     assert_eq!(define(), conflict(U2));
     h.config(U2, &free);
     assert_eq!(define(), (0, String::new()));
