@@ -61,7 +61,7 @@ cd $(1)/fuzz; export RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz; carg
 for t in $$(cargo fuzz list); do \
   mkdir -p $(TARGET_DIR)/fuzz/corpus/$$t; echo "fuzz: $(1) $$t for $(2) s"; \
   cargo fuzz run $$t $(TARGET_DIR)/fuzz/corpus/$$t seeds/$$t -- -max_total_time=$(2) -print_final_stats=1 2>&1 \
-    | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY'; \
+    | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY|Test unit written'; \
 done
 endef
 
