@@ -12,18 +12,15 @@ CHECK_TARGETS += check-robust
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: check-robust fuzz fuzz-long-nodedev fuzz-long-nss
+.PHONY: check-robust fuzz
 
 check-robust:
 	@start=$$(date +%s); \
 	$(CARGO) test -p nodedev-helper --test fault_injection --test hostile_input -- --include-ignored; \
 	echo "check-robust: passed in $$(( $$(date +%s) - start )) s"
 
-# two prerequisites, so that -j2 runs them in parallel (cargo's lock orders the two builds)
-fuzz: fuzz-long-nodedev fuzz-long-nss
-
-fuzz-long-nodedev:
-	@$(call fuzz_run,nodedev-helper,$(FUZZ_SECONDS))
-
-fuzz-long-nss:
-	@$(call fuzz_run,$(NSS_DIR),$(FUZZ_SECONDS))
+# the two short-run targets with FUZZ_SECONDS instead of their own seconds (target-specific
+# values reach prerequisites); as two prerequisites, -j2 runs them in parallel
+fuzz: CALLOUT_FUZZ_SECONDS = $(FUZZ_SECONDS)
+fuzz: NSS_FUZZ_SECONDS = $(FUZZ_SECONDS)
+fuzz: fuzz-callout fuzz-nss
